@@ -1,0 +1,3 @@
+//! tenbit-edge library (decode/listen logic shared with the host CLI).
+
+pub mod io;
