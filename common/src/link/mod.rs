@@ -6,10 +6,14 @@ pub mod cobs;
 pub mod crc;
 #[cfg(feature = "fec")]
 pub mod fec;
+#[cfg(feature = "std")]
+pub mod io;
 pub mod message;
 pub mod packet;
 pub mod profile;
 pub mod reassembly;
+#[cfg(feature = "crypto")]
+pub mod seal;
 
 pub use arq::{ArqAction, ArqConfig, ArqSender};
 pub use message::{OutgoingMessage, Plan};
