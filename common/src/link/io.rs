@@ -296,7 +296,7 @@ impl Sender {
         mut on_progress: impl FnMut(&Progress),
     ) -> Result<SendReport, LinkError> {
         let start = self.now_us();
-        #[allow(unused_mut)]
+        #[allow(unused_mut, unused_variables)]
         let mut sealed_buf: Vec<u8> = Vec::new();
         #[allow(unused_mut)]
         let mut flags = 0;

@@ -14,6 +14,8 @@ pub mod profile;
 pub mod reassembly;
 #[cfg(feature = "crypto")]
 pub mod seal;
+#[cfg(feature = "std")]
+pub mod sim;
 
 pub use arq::{ArqAction, ArqConfig, ArqSender};
 pub use message::{OutgoingMessage, Plan};
