@@ -29,7 +29,7 @@ impl Default for ArqConfig {
             max_failures: 8,
             base_timeout_ms: 1_000,
             max_timeout_ms: 60_000,
-            seed: 0x7E4B_17,
+            seed: 0x007E_4B17,
         }
     }
 }

@@ -1,4 +1,77 @@
-//! TODO docs
+//! Link layer: carries tenbit frames (messages of up to [`MAX_MESSAGE`] bytes) over byte
+//! streams that lose, damage, duplicate and reorder data: UART/USB serial cables and LoRa
+//! modems in transparent mode (a serial port whose every burst becomes one radio packet of at
+//! most ~50-255 bytes, under airtime and duty-cycle limits).
+//!
+//! A message is delivered exactly or reported lost, never delivered corrupted: every packet
+//! carries a CRC-16, every message a length + CRC-32 trailer, and sealed messages a Poly1305 tag.
+//!
+//! # Layers
+//! - [`cobs`]: packets are COBS-stuffed and end with `0x00`, so a receiver resynchronises at
+//!   the next zero whatever it missed ([`cobs::CobsDecoder`], bounded buffer).
+//! - [`packet`]: header + payload + CRC-16 (table below).
+//! - [`message`]: a message is cut into `k` equal shards (+ `m` Reed-Solomon parity shards with
+//!   feature `fec`, [`fec`]); [`reassembly::Reassembler`] rebuilds it in fixed memory, drops
+//!   duplicates, and answers `ACK_REQ` with a bitmap.
+//! - [`arq::ArqSender`]: selective-repeat ARQ with exponential backoff and deterministic
+//!   jitter, as a clock-free state machine (`now_ms` passed in).
+//! - [`profile`]: `serial-<baud>` / `lora-sf<7-12>[-bw..][-cr4/..][-eu868|-us915|-none]`
+//!   ([`LinkProfile`] implements `FromStr`), Semtech AN1200.13 time on air, EU868 1% duty
+//!   cycle via [`Pacer`], US915 400 ms dwell limit on the MTU.
+//! - `seal` (feature `crypto`): ChaCha20-Poly1305 per message, nonce = sender id ‖ boot epoch
+//!   ‖ counter, replay windows per sender.
+//! - `io` (feature `std`): blocking [`io::Sender`] / [`io::Receiver`] over any
+//!   `std::io::Read + Write`; `io::open_serial` (feature `serial`). `sim` (feature `std`):
+//!   seeded channel simulator.
+//!
+//! Everything except `fec`, `io` and `sim` is `no_std` without `alloc`.
+//!
+//! # Wire format
+//! On the wire: `COBS(packet) ‖ 0x00`. Multi-byte fields little-endian.
+//!
+//! | byte(s)        | DATA (ARQ, m = 0)          | FEC shard (m > 0)        | ACK                         |
+//! |----------------|----------------------------|--------------------------|-----------------------------|
+//! | 0              | `01 00 ffff` version/kind/flags | `01 01 ffff`        | `01 10 0000`                |
+//! | 1              | message id                 | message id               | message id                  |
+//! | 2              | shard index                | shard index (`k..` parity) | `k` data shards           |
+//! | 3              | `k` data shards            | `k`                      | bitmap, `ceil(k/8)` bytes   |
+//! | 4              | payload (L bytes)          | `m` parity shards        | ...                         |
+//! | 5..            | ...                        | payload (L bytes)        |                             |
+//! | last 2         | CRC-16/CCITT-FALSE of all before | same               | same                        |
+//!
+//! Flags: bit 0 `ACK_REQ` (answer with an ACK), bit 1 `SEALED`. At most [`MAX_SHARDS`] shards.
+//! Overhead per packet: 4 (ARQ) or 5 (FEC) header + 2 CRC + 1 COBS + 1 delimiter bytes; per
+//! message a 6-byte trailer (`len u16 ‖ crc32`), less than one padding byte per shard, and when
+//! sealed 6-13 bytes of nonce header + 16 bytes of tag.
+//!
+//! # Example (std)
+//! ```no_run
+//! # #[cfg(all(feature = "serial", feature = "crypto"))]
+//! # fn main() -> Result<(), tenbit_common::link::LinkError> {
+//! use tenbit_common::link::io::{open_serial, LinkConfig, Receiver, Sender};
+//! let mut cfg = LinkConfig::new("lora-sf9".parse()?);
+//! cfg.mtu = 58; // module buffer limit; default is the profile's maximum
+//! // Host: `tenbit send --link lora-sf9 --port /dev/ttyUSB0 FILE`
+//! let mut port = open_serial("/dev/ttyUSB0", 9600)?;
+//! let (air_us, packets) = tenbit_common::link::io::estimate_airtime(&cfg, 300)?;
+//! eprintln!("~{} ms airtime in {packets} packets", air_us / 1000);
+//! let report = Sender::new(cfg.clone())?.send(&mut port, b"frame bytes", |p| {
+//!     eprintln!("{}/{} shards, waiting {} ms for duty cycle", p.done_shards, p.total_shards, p.pacing_wait_ms)
+//! })?;
+//! eprintln!("{} packets, {} bytes on air", report.packets_sent, report.wire_bytes);
+//! // Board: `tenbit-edge listen --port /dev/ttyAMA0`
+//! let mut rx = Receiver::new(open_serial("/dev/ttyAMA0", 9600)?, &cfg)?;
+//! loop {
+//!     let msg = rx.next_message()?; // exact payload; lost ones are counted in rx.stats()
+//!     println!("{} bytes", msg.payload.len());
+//! }
+//! # }
+//! # #[cfg(not(all(feature = "serial", feature = "crypto")))]
+//! # fn main() {}
+//! ```
+//! On stdin/stdout use `io::stdio_port()`; for one-way links set
+//! `cfg.mode = io::Mode::Broadcast { parity_percent: 50 }`; to seal, set `cfg.key` and
+//! `cfg.epoch_file` (both ends share the key; each sender keeps its own epoch file).
 #![allow(clippy::module_name_repetitions)]
 
 pub mod arq;
