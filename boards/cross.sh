@@ -8,6 +8,7 @@
 #   boards/cross.sh cargo test  --target aarch64-unknown-linux-gnu -p tenbit-common -p tenbit-models
 #   boards/cross.sh cargo build --target thumbv7em-none-eabihf -p tenbit-common --no-default-features
 #   boards/cross.sh --check aarch64-unknown-linux-gnu      # only say which route would be used
+#   boards/cross.sh --runner aarch64-unknown-linux-gnu     # print the runner (qemu) command line
 #
 # Why a wrapper: the same command line must work on a developer machine with rustup and on
 # machines where `rustup target add` cannot download. Three routes, first that works wins:
@@ -31,6 +32,13 @@ shared_tool=${TENBIT_CROSS_TOOL:-$repo/../shared/tools/cross-aarch64.sh}
 die() { echo "boards/cross.sh: $*" >&2; exit 1; }
 
 check_only=
+if [ "${1:-}" = --runner ]; then
+  # Print how to execute binaries of this target here (empty on a native host), after the
+  # same setup as a build, so scripts can run cross-built binaries outside of cargo.
+  [ $# -ge 2 ] || die "--runner needs a target triple"
+  var="CARGO_TARGET_$(echo "$2" | tr 'a-z-' 'A-Z_')_RUNNER"
+  exec "$0" sh -c 'printenv "$1" || true' sh "$var" --target "$2"
+fi
 if [ "${1:-}" = --check ]; then
   check_only=1
   shift
