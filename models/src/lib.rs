@@ -6,10 +6,13 @@
 //! * [`engine`] is the bit-exact transformer: same logits on every CPU, thread count and batch shape.
 //! * [`catalogue`] names the known models, pins their hashes and fetches them from PyPI.
 //! * [`lm_codec`] joins engine and range coder: text in, coded bytes out, and back.
+//! * [`generate`] and [`qa`] run the small model's side of question-asking, deterministically.
 
 pub mod catalogue;
 pub mod chat;
 pub mod engine;
+pub mod generate;
 pub mod gguf;
 pub mod lm_codec;
+pub mod qa;
 pub mod tokenizer;
