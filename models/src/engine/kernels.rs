@@ -28,8 +28,13 @@ pub enum KernelLevel {
 }
 
 impl KernelLevel {
-    pub const ALL: [KernelLevel; 5] =
-        [KernelLevel::Scalar, KernelLevel::Sse2, KernelLevel::Avx2, KernelLevel::Avx512, KernelLevel::Neon];
+    pub const ALL: [KernelLevel; 5] = [
+        KernelLevel::Scalar,
+        KernelLevel::Sse2,
+        KernelLevel::Avx2,
+        KernelLevel::Avx512,
+        KernelLevel::Neon,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -127,7 +132,9 @@ impl Kernels {
     #[inline]
     pub fn dot_q4_1(&self, row: &[u8], a: &QRow) -> f32 {
         assert_eq!(row.len() / Q4_1_BYTES, a.blocks());
-        assert!(row.len() % Q4_1_BYTES == 0 && a.q.len() == a.blocks() * QK && a.s.len() == a.blocks());
+        assert!(
+            row.len() % Q4_1_BYTES == 0 && a.q.len() == a.blocks() * QK && a.s.len() == a.blocks()
+        );
         // SAFETY: `Kernels::new` verified the CPU features of `self.level`; lengths checked above.
         unsafe { (self.q4_1)(row, a) }
     }
@@ -209,7 +216,10 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2")]
     fn hsum256(v: __m256i) -> i32 {
-        hsum128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)))
+        hsum128(_mm_add_epi32(
+            _mm256_castsi256_si128(v),
+            _mm256_extracti128_si256(v, 1),
+        ))
     }
 
     /// i8 x16 -> two i16 x8 halves (sign-extended).
@@ -250,7 +260,10 @@ mod x86 {
         for h in 0..2 {
             let (wl, wh) = widen_i8(_mm_loadu_si128(w.as_ptr().add(16 * h) as *const __m128i));
             let (al, ah) = widen_i8(_mm_loadu_si128(q.as_ptr().add(16 * h) as *const __m128i));
-            s = _mm_add_epi32(s, _mm_add_epi32(_mm_madd_epi16(wl, al), _mm_madd_epi16(wh, ah)));
+            s = _mm_add_epi32(
+                s,
+                _mm_add_epi32(_mm_madd_epi16(wl, al), _mm_madd_epi16(wh, ah)),
+            );
         }
         hsum128(s)
     }
@@ -261,7 +274,10 @@ mod x86 {
     unsafe fn q4_codes(nib: &[u8]) -> __m256i {
         let raw = _mm_loadu_si128(nib.as_ptr() as *const __m128i);
         let m = _mm_set1_epi8(0x0f);
-        _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m))
+        _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16(raw, 4), m),
+            _mm_and_si128(raw, m),
+        )
     }
 
     #[inline]
@@ -297,12 +313,34 @@ mod x86 {
     unsafe fn isum_q8_0_vnni(w: &[u8], q: &[i8]) -> i32 {
         let w = _mm256_loadu_si256(w.as_ptr() as *const __m256i);
         let a = _mm256_loadu_si256(q.as_ptr() as *const __m256i);
-        hsum256(_mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)))
+        hsum256(_mm256_dpbusd_epi32(
+            _mm256_setzero_si256(),
+            _mm256_sign_epi8(w, w),
+            _mm256_sign_epi8(a, w),
+        ))
     }
 
-    row_fns!(#[target_feature(enable = "sse2")] q4_1_sse2, q8_0_sse2, isum_q4_1_sse2, isum_q8_0_sse2);
-    row_fns!(#[target_feature(enable = "avx2")] q4_1_avx2, q8_0_avx2, isum_q4_1_avx2, isum_q8_0_avx2);
-    row_fns!(#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")] q4_1_vnni, q8_0_vnni, isum_q4_1_vnni, isum_q8_0_vnni);
+    row_fns!(
+        #[target_feature(enable = "sse2")]
+        q4_1_sse2,
+        q8_0_sse2,
+        isum_q4_1_sse2,
+        isum_q8_0_sse2
+    );
+    row_fns!(
+        #[target_feature(enable = "avx2")]
+        q4_1_avx2,
+        q8_0_avx2,
+        isum_q4_1_avx2,
+        isum_q8_0_avx2
+    );
+    row_fns!(
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        q4_1_vnni,
+        q8_0_vnni,
+        isum_q4_1_vnni,
+        isum_q8_0_vnni
+    );
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -341,7 +379,13 @@ mod arm {
         vaddvq_s32(acc)
     }
 
-    row_fns!(#[target_feature(enable = "neon")] q4_1_neon, q8_0_neon, isum_q4_1_neon, isum_q8_0_neon);
+    row_fns!(
+        #[target_feature(enable = "neon")]
+        q4_1_neon,
+        q8_0_neon,
+        isum_q4_1_neon,
+        isum_q8_0_neon
+    );
 }
 
 #[cfg(test)]
@@ -361,17 +405,22 @@ mod tests {
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         let nb = 48;
         for trial in 0..50 {
-            let x: Vec<f32> = (0..nb * QK).map(|_| (rng(&mut s) % 20001) as f32 / 1000.0 - 10.0).collect();
+            let x: Vec<f32> = (0..nb * QK)
+                .map(|_| (rng(&mut s) % 20001) as f32 / 1000.0 - 10.0)
+                .collect();
             let mut a = QRow::default();
             quantize_row(&x, &mut a);
             let mut r4 = vec![0u8; nb * Q4_1_BYTES];
             let mut r8 = vec![0u8; nb * Q8_0_BYTES];
-            r4.iter_mut().chain(r8.iter_mut()).for_each(|b| *b = rng(&mut s) as u8);
+            r4.iter_mut()
+                .chain(r8.iter_mut())
+                .for_each(|b| *b = rng(&mut s) as u8);
             // Keep scales finite and sane (f16 0x2000..0x3bff), as real models do.
             for b in 0..nb {
-                for (o, r) in [(b * Q4_1_BYTES, &mut r4), (b * Q4_1_BYTES + 2, &mut r4)] {
-                    let h = 0x2000 + (rng(&mut s) % 0x1bff) as u16 | if trial % 2 == 0 { 0 } else { 0x8000 };
-                    r[o..o + 2].copy_from_slice(&h.to_le_bytes());
+                for o in [b * Q4_1_BYTES, b * Q4_1_BYTES + 2] {
+                    let h = (0x2000 + (rng(&mut s) % 0x1bff) as u16)
+                        | if trial % 2 == 0 { 0 } else { 0x8000 };
+                    r4[o..o + 2].copy_from_slice(&h.to_le_bytes());
                 }
                 let h = 0x2000 + (rng(&mut s) % 0x1bff) as u16;
                 r8[b * Q8_0_BYTES..b * Q8_0_BYTES + 2].copy_from_slice(&h.to_le_bytes());
@@ -383,12 +432,27 @@ mod tests {
             let mut deq = vec![0f32; nb * QK];
             crate::engine::quant::dequant_q4_1_row(&r4, &mut deq);
             let approx: f64 = deq.iter().zip(&x).map(|(w, v)| *w as f64 * *v as f64).sum();
-            let scale: f64 = deq.iter().zip(&x).map(|(w, v)| (*w as f64 * *v as f64).abs()).sum();
-            assert!((approx - want4 as f64).abs() <= 0.02 * scale + 1e-3, "{approx} vs {want4}");
+            let scale: f64 = deq
+                .iter()
+                .zip(&x)
+                .map(|(w, v)| (*w as f64 * *v as f64).abs())
+                .sum();
+            assert!(
+                (approx - want4 as f64).abs() <= 0.02 * scale + 1e-3,
+                "{approx} vs {want4}"
+            );
             for level in KernelLevel::available() {
                 let k = Kernels::new(level).unwrap();
-                assert_eq!(k.dot_q4_1(&r4, &a).to_bits(), want4.to_bits(), "{level} q4_1");
-                assert_eq!(k.dot_q8_0(&r8, &a).to_bits(), want8.to_bits(), "{level} q8_0");
+                assert_eq!(
+                    k.dot_q4_1(&r4, &a).to_bits(),
+                    want4.to_bits(),
+                    "{level} q4_1"
+                );
+                assert_eq!(
+                    k.dot_q8_0(&r8, &a).to_bits(),
+                    want8.to_bits(),
+                    "{level} q8_0"
+                );
             }
         }
     }
