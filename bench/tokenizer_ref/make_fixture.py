@@ -10,10 +10,13 @@ Pipelines (what the models' own tokenizer.json files declare):
   smollm: Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)]
   qwen2:  Sequence[Split(<qwen2 regex>, Isolated), ByteLevel(add_prefix_space=False, use_regex=False)]
           (Qwen's NFC normalizer is deliberately left out: tenbit must be lossless on any bytes.)
-No added/special tokens are registered, because tenbit's `encode` never emits them.
+No added/special tokens are registered for the plain cases, because tenbit's `encode` never
+emits them. The "chat" cases execute the GGUF's own Jinja chat template (jinja2, as
+transformers' apply_chat_template does, add_generation_prompt=True) and tokenize the result
+with the control tokens registered as specials: the reference for `ChatTemplate::render`.
 
 Regenerate (from the repository root; needs the model in the tenbit model dir):
-  python3 -m pip install tokenizers==0.23.3 gguf==0.19.0
+  python3 -m pip install tokenizers==0.23.3 gguf==0.19.0 jinja2==3.1.6
   python3 bench/tokenizer_ref/make_fixture.py \
       ~/.cache/tenbit/models/SmolLM2-135M-Instruct.Q4_1.gguf models/tests/fixtures/smollm_tokens.json
 """
@@ -21,6 +24,8 @@ import hashlib
 import json
 import random
 import sys
+
+import jinja2
 
 from gguf import GGUFReader, GGUFValueType
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers
@@ -44,10 +49,14 @@ def field(reader, key):
 
 def build(path):
     r = GGUFReader(path)
+    global TEMPLATE, CONTROL
+    TEMPLATE = field(r, "tokenizer.chat_template")
     assert field(r, "tokenizer.ggml.model") == "gpt2"
     pre = field(r, "tokenizer.ggml.pre")
     tokens = field(r, "tokenizer.ggml.tokens")
     merges = [tuple(m.split(" ", 1)) for m in field(r, "tokenizer.ggml.merges")]
+    types = field(r, "tokenizer.ggml.token_type")
+    CONTROL = [t for t, ty in zip(tokens, types) if ty in (3, 4)]
     vocab = {}
     for i, t in enumerate(tokens):
         vocab.setdefault(t, i)
@@ -119,6 +128,28 @@ def random_cases(n, seed=20241125):
     return out
 
 
+CONVERSATIONS = [
+    [("user", "Hi!")],
+    [("user", "What is 2+2?"), ("assistant", "4."), ("user", "And 3 * 7?")],
+    [("system", "You are terse."), ("user", "Explain BPE in one line.")],
+    [("user", "  leading spaces\n\nand a blank line")],
+    [("user", "\ncontent starting with a newline")],
+    [("user", "ends with newline\n")],
+    [("user", "multi\nline\n\n\ncontent 123")],
+    [("system", ""), ("user", "empty system")],
+    [("user", "emoji 👍 and 日本語"), ("assistant", "ok 😀"), ("user", "thanks")],
+]
+
+
+def render_chat(tok, messages):
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    text = env.from_string(TEMPLATE).render(
+        messages=[{"role": r, "content": c} for r, c in messages], add_generation_prompt=True
+    )
+    tok.add_special_tokens(CONTROL)
+    return text, tok.encode(text, add_special_tokens=False).ids
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -132,6 +163,10 @@ def main():
     for text in FIXED + random_cases(400):
         enc = tok.encode(text, add_special_tokens=False)
         cases.append({"text": text, "ids": enc.ids})
+    chats = []
+    for conv in CONVERSATIONS:
+        text, ids = render_chat(tok, conv)
+        chats.append({"messages": [list(m) for m in conv], "text": text, "ids": ids})
     header = {
         "generator": "bench/tokenizer_ref/make_fixture.py (HF tokenizers %s)" % __import__("tokenizers").__version__,
         "model_sha256": h.hexdigest(),
@@ -141,6 +176,8 @@ def main():
     with open(out_path, "w", encoding="utf-8") as f:
         f.write(json.dumps(header, ensure_ascii=True)[:-1] + ',\n"cases": [\n')
         f.write(",\n".join(json.dumps(c, ensure_ascii=True) for c in cases))
+        f.write('\n],\n"chats": [\n')
+        f.write(",\n".join(json.dumps(c, ensure_ascii=True) for c in chats))
         f.write("\n]}\n")
     print(f"wrote {len(cases)} cases to {out_path}")
 
