@@ -172,6 +172,46 @@ fn one_megabyte_in_well_under_a_second() {
     );
     assert_eq!(t.decode(&ids), text.as_bytes());
     assert!(dt.as_secs_f64() < 0.5, "took {dt:?}");
+
+    // Mostly unique pieces (random letters, digits, punctuation, multi-byte chars): the
+    // piece cache barely helps, so this measures pre-tokenization and BPE proper.
+    let alphabet: Vec<char> = "abcdefghijklmnopqrstuvwxyz      ETAOIN.,;:!?0123456789\n\téßж日本👍"
+        .chars()
+        .collect();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut text = String::new();
+    while text.len() < 1_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push(alphabet[(x % alphabet.len() as u64) as usize]);
+    }
+    let start = Instant::now();
+    let ids = t.encode(text.as_bytes());
+    let dt = start.elapsed();
+    eprintln!(
+        "encode {} random bytes -> {} tokens in {:?}",
+        text.len(),
+        ids.len(),
+        dt
+    );
+    assert_eq!(t.decode(&ids), text.as_bytes());
+    assert!(dt.as_secs_f64() < 1.0, "took {dt:?}");
+}
+
+#[test]
+fn loads_quickly() {
+    let path = catalogue::ensure(catalogue::default_model(), &mut |_| {}).unwrap();
+    let g = Gguf::open(path).unwrap();
+    let start = Instant::now();
+    let t = Tokenizer::from_gguf(&g).unwrap();
+    let dt = start.elapsed();
+    eprintln!(
+        "Tokenizer::from_gguf: {} tokens in {:?}",
+        t.vocab_size(),
+        dt
+    );
+    assert!(dt.as_secs_f64() < 2.0, "took {dt:?}");
 }
 
 proptest! {
