@@ -3,7 +3,9 @@
 # tests/run-all.sh; run it by hand the same way.
 #
 #   1. cross-build tenbit-edge for aarch64-unknown-linux-gnu (boards/cross.sh)
-#   2. run the test suites of tenbit-common and tenbit-models as aarch64 binaries under qemu-user
+#   2. run the tests of tenbit-common (all, link layer included) and tenbit-models (unit tests:
+#      kernels, engine, tokenizer) as aarch64 binaries under qemu-user; --full-unit adds the
+#      models integration tests (real-model round trips: ~40x slower under qemu, >15 min)
 #   3. build tenbit-common for bare-metal Cortex-M4F (thumbv7em-none-eabihf, no_std, no alloc)
 #   4. the determinism proof (tests/tests/cross_arch.rs): x86_64 `tenbit encode` frames decode
 #      to identical bytes with the aarch64 `tenbit-edge`, and `hash-logits` of the aarch64 NEON
@@ -11,6 +13,7 @@
 #
 # Options:  --skip-unit   skip step 2     --skip-thumb   skip step 3
 #           --only-unit   steps 1-2 only  (useful while the CLIs are being written)
+#           --full-unit   step 2 runs every test of both crates (long; not in CI)
 # Environment: CARGO_TARGET_DIR (default: <repo>/target), TENBIT_MODEL, TENBIT_CROSS_FULL=1
 # (adds the aarch64 scalar kernel), TENBIT_CROSS_MAX_LLM (see tests/tests/cross_arch.rs).
 set -euo pipefail
@@ -20,12 +23,13 @@ repo=$(cd "$here/.." && pwd)
 cd "$repo"
 target=aarch64-unknown-linux-gnu
 
-skip_unit= skip_thumb= only_unit=
+skip_unit= skip_thumb= only_unit= full_unit=
 for a in "$@"; do
   case "$a" in
     --skip-unit) skip_unit=1 ;;
     --skip-thumb) skip_thumb=1 ;;
     --only-unit) only_unit=1 ;;
+    --full-unit) full_unit=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "boards/cross-test.sh: unknown option $a" >&2; exit 2 ;;
   esac
@@ -49,8 +53,13 @@ runner=$("$here/cross.sh" --runner "$target")
 echo "    $edge ($(stat -c %s "$edge") bytes), runner: ${runner:-native}"
 
 if [ -z "$skip_unit" ]; then
-  step "tenbit-common and tenbit-models test suites on $target (qemu-user)"
-  timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-common -p tenbit-models
+  step "tenbit-common and tenbit-models tests on $target (qemu-user)"
+  timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-common --features link-full
+  if [ -n "$full_unit" ]; then
+    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-models
+  else
+    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-models --lib
+  fi
 fi
 [ -z "$only_unit" ] || { echo; echo "cross tests (build + unit) passed"; exit 0; }
 
