@@ -203,3 +203,8 @@ pub fn hash_logits_lines(
     }
     Ok(out)
 }
+
+/// First 16 hex digits of a hash, for humans.
+pub fn short_hash(h: &[u8; 32]) -> String {
+    hex::encode(&h[..8])
+}
