@@ -153,6 +153,14 @@ fn long_whitespace_run_is_one_piece_of_few_tokens() {
     assert!(ids.len() < 100_000 / 4, "{}", ids.len());
 }
 
+/// Time limits are for the x86_64 host; other targets here run under qemu user emulation
+/// (about 10x slower), and a Pi Zero is slower still, so they only get a sanity bound.
+const SLOWDOWN: f64 = if cfg!(target_arch = "x86_64") {
+    1.0
+} else {
+    20.0
+};
+
 #[test]
 fn one_megabyte_in_well_under_a_second() {
     let t = tok();
@@ -171,7 +179,7 @@ fn one_megabyte_in_well_under_a_second() {
         dt
     );
     assert_eq!(t.decode(&ids), text.as_bytes());
-    assert!(dt.as_secs_f64() < 0.5, "took {dt:?}");
+    assert!(dt.as_secs_f64() < 0.5 * SLOWDOWN, "took {dt:?}");
 
     // Mostly unique pieces (random letters, digits, punctuation, multi-byte chars): the
     // piece cache barely helps, so this measures pre-tokenization and BPE proper.
@@ -196,7 +204,7 @@ fn one_megabyte_in_well_under_a_second() {
         dt
     );
     assert_eq!(t.decode(&ids), text.as_bytes());
-    assert!(dt.as_secs_f64() < 1.0, "took {dt:?}");
+    assert!(dt.as_secs_f64() < 1.0 * SLOWDOWN, "took {dt:?}");
 }
 
 #[test]
@@ -211,7 +219,7 @@ fn loads_quickly() {
         t.vocab_size(),
         dt
     );
-    assert!(dt.as_secs_f64() < 2.0, "took {dt:?}");
+    assert!(dt.as_secs_f64() < 2.0 * SLOWDOWN, "took {dt:?}");
 }
 
 proptest! {
