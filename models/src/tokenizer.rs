@@ -113,6 +113,9 @@ impl Hasher for PairHasher {
 
 type PairMap = HashMap<u64, Merge, BuildHasherDefault<PairHasher>>;
 
+/// Piece bytes -> their BPE token ids.
+type PieceCache = HashMap<Box<[u8]>, Box<[u32]>>;
+
 #[derive(Clone, Copy)]
 struct Merge {
     rank: u32,
@@ -142,7 +145,7 @@ pub struct Tokenizer {
     specials_by_len: Vec<(String, u32)>,
     eos: u32,
     bos: Option<u32>,
-    cache: Mutex<HashMap<Box<[u8]>, Box<[u32]>>>,
+    cache: Mutex<PieceCache>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -561,12 +564,7 @@ impl Tokenizer {
         }
     }
 
-    fn bpe_cached(
-        &self,
-        piece: &[u8],
-        cache: Option<&mut HashMap<Box<[u8]>, Box<[u32]>>>,
-        out: &mut Vec<u32>,
-    ) {
+    fn bpe_cached(&self, piece: &[u8], cache: Option<&mut PieceCache>, out: &mut Vec<u32>) {
         if piece.len() == 1 {
             out.push(self.byte_token[piece[0] as usize]);
             return;
