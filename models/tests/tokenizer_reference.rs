@@ -1,6 +1,7 @@
 //! The tokenizer against an independent implementation (HF `tokenizers`, see
 //! bench/tokenizer_ref/make_fixture.py) and against its own contracts on the real SmolLM2
-//! vocabulary: canonical ids, lossless round trips for any bytes, speed.
+//! vocabulary: canonical ids, lossless round trips for any bytes. (Speed is measured and printed,
+//! never asserted: timing targets live in benchmarks.)
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -153,16 +154,8 @@ fn long_whitespace_run_is_one_piece_of_few_tokens() {
     assert!(ids.len() < 100_000 / 4, "{}", ids.len());
 }
 
-/// Time limits are for the x86_64 host; other targets here run under qemu user emulation
-/// (about 10x slower), and a Pi Zero is slower still, so they only get a sanity bound.
-const SLOWDOWN: f64 = if cfg!(target_arch = "x86_64") {
-    1.0
-} else {
-    20.0
-};
-
 #[test]
-fn one_megabyte_in_well_under_a_second() {
+fn one_megabyte_round_trips_exactly() {
     let t = tok();
     let para = "The committee met on 12 March 2024 to review Q3 results: revenue rose 7.5% \
                 (to $1,234,567), while costs fell. «Très bien», said Zoë; 東京 was next.\n\
@@ -179,7 +172,6 @@ fn one_megabyte_in_well_under_a_second() {
         dt
     );
     assert_eq!(t.decode(&ids), text.as_bytes());
-    assert!(dt.as_secs_f64() < 0.5 * SLOWDOWN, "took {dt:?}");
 
     // Mostly unique pieces (random letters, digits, punctuation, multi-byte chars): the
     // piece cache barely helps, so this measures pre-tokenization and BPE proper.
@@ -204,11 +196,10 @@ fn one_megabyte_in_well_under_a_second() {
         dt
     );
     assert_eq!(t.decode(&ids), text.as_bytes());
-    assert!(dt.as_secs_f64() < 1.0 * SLOWDOWN, "took {dt:?}");
 }
 
 #[test]
-fn loads_quickly() {
+fn loads_the_full_vocabulary() {
     let path = catalogue::ensure(catalogue::default_model(), &mut |_| {}).unwrap();
     let g = Gguf::open(path).unwrap();
     let start = Instant::now();
@@ -219,7 +210,7 @@ fn loads_quickly() {
         t.vocab_size(),
         dt
     );
-    assert!(dt.as_secs_f64() < 2.0 * SLOWDOWN, "took {dt:?}");
+    assert_eq!(t.vocab_size(), 49152);
 }
 
 proptest! {
