@@ -3,7 +3,8 @@
 # speed of the aarch64 tenbit-edge, plus labelled estimates for real Cortex-A53/A72/A76 boards.
 #
 # Usage: bench/edge_footprint.sh [--input FILE] [--prompt P] [--skip-qemu]
-#   --input FILE   response to encode and decode (default tests/data/cross_arch/01-prose.txt)
+#   --input FILE   response to encode and decode (default: the responses of
+#                  tests/data/cross_arch/ joined into one, ~110 tokens)
 #   --skip-qemu    do not time the aarch64 decode under qemu (it runs ~40x slower than native)
 # Writes bench/out/edge_footprint.md (and prints it). Environment: CARGO_TARGET_DIR,
 # TENBIT_MODEL, TENBIT_HOST_BIN / TENBIT_EDGE_HOST / TENBIT_EDGE_AARCH64 to skip building.
@@ -34,7 +35,7 @@ repo=$(cd "$here/.." && pwd)
 cd "$repo"
 target=aarch64-unknown-linux-gnu
 
-input=$repo/tests/data/cross_arch/01-prose.txt prompt= skip_qemu=
+input= prompt= skip_qemu=
 while [ $# -gt 0 ]; do
   case "$1" in
     --input) input=${2:?}; shift 2 ;;
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
     *) echo "edge_footprint.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-[ -f "$input" ] || { echo "edge_footprint.sh: no input $input" >&2; exit 1; }
+[ -z "$input" ] || [ -f "$input" ] || { echo "edge_footprint.sh: no input $input" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "edge_footprint.sh: needs GNU time (apt-get install time)" >&2; exit 1; }
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
@@ -65,6 +66,10 @@ runner=$("$repo/boards/cross.sh" --runner "$target")
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tenbit-footprint.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+if [ -z "$input" ]; then
+  input=$work/responses.txt
+  cat "$repo"/tests/data/cross_arch/*.txt > "$input"
+fi
 
 # ---- sizes ------------------------------------------------------------------------------
 strip_tool=
@@ -92,8 +97,13 @@ measure() {
 
 "$host" encode --model "$model" "${pargs[@]}" "$input" -o "$work/frame.tbf"
 frame_bytes=$(sz "$work/frame.tbf")
-tokens=$("$host" hash-logits --model "$model" "${pargs[@]}" "$input" | grep -c .)
-[ "$tokens" -gt 0 ] || { echo "edge_footprint.sh: hash-logits printed no positions" >&2; exit 1; }
+# Decode steps = coded positions minus the chat-template prefix (which the decoder feeds as one
+# batch). The prefix is measured as the positions of a one-character text, minus that character.
+positions=$("$host" hash-logits --model "$model" "${pargs[@]}" "$input" | grep -c .)
+printf 'a' > "$work/one.txt"
+prefix=$(( $("$host" hash-logits --model "$model" "${pargs[@]}" "$work/one.txt" | grep -c .) - 1 ))
+tokens=$((positions - prefix))
+[ "$tokens" -gt 0 ] || { echo "edge_footprint.sh: hash-logits gave $positions positions, prefix $prefix" >&2; exit 1; }
 
 measure native_all "$edge_host" decode --model "$model" "$work/frame.tbf" -o "$work/dec.native"
 cmp -s "$work/dec.native" "$input" || { echo "edge_footprint.sh: native decode differs from input" >&2; exit 1; }
@@ -121,7 +131,9 @@ mkdir -p "$(dirname "$report")"
 {
   echo "# tenbit-edge footprint ($(date -u +%Y-%m-%d), $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'))"
   echo
-  echo "Input: $(basename "$input") ($(sz "$input") bytes, $tokens coded tokens) -> frame $frame_bytes bytes."
+  echo "Input: $(basename "$input") ($(sz "$input") bytes, $tokens decoded tokens after a $prefix-position"
+  echo "chat-template prefix) -> frame $frame_bytes bytes. Speeds are decoded tokens / wall time"
+  echo "of the whole command (model load and the batched prefix included)."
   echo "Model: $(basename "$model") ($model_bytes bytes)."
   echo
   echo "## Measured"

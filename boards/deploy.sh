@@ -78,6 +78,7 @@ f = {
     "P_RADIO": get("radio", "module", str),
     "P_LINK": get("radio", "link", str),
     "P_MTU": str(get("radio", "mtu", int)),
+    "P_THREADS": str(get("build", "threads", int)),
     "P_RAM_MB": str(get("memory", "ram_budget_mb", int)),
     "P_MODEL_FILE": get("model", "file", str),
     "P_MODEL_NAME": get("model", "default", str),
@@ -183,7 +184,7 @@ done
 
 subst() {
   sed -e "s|@BOARD@|$P_NAME|g" -e "s|@PORT@|$P_PORT|g" -e "s|@BAUD@|$P_BAUD|g" \
-      -e "s|@LINK@|$P_LINK|g" -e "s|@MTU@|$P_MTU|g" -e "s|@KERNEL@|$P_KERNEL|g" -e "s|@RADIO@|$P_RADIO|g" \
+      -e "s|@LINK@|$P_LINK|g" -e "s|@MTU@|$P_MTU|g" -e "s|@THREADS@|$P_THREADS|g" -e "s|@KERNEL@|$P_KERNEL|g" -e "s|@RADIO@|$P_RADIO|g" \
       -e "s|@MODEL_PATH@|/usr/share/tenbit/models/$P_MODEL_FILE|g" \
       -e "s|@MODEL_FILE@|$P_MODEL_FILE|g" -e "s|@RAM_BUDGET_MB@|$P_RAM_MB|g" \
       -e "s|@RAM_MAX_MB@|$((P_RAM_MB + P_RAM_MB / 4))|g" \

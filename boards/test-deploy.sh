@@ -122,7 +122,7 @@ inspect() { # board with_model
   check "$b: /etc/default has the profile's port" grep -qx "TENBIT_PORT=$port" "$x/deb/etc/default/tenbit-edge"
   check "$b: /etc/default has the profile's baud" grep -qx "TENBIT_BAUD=$baud" "$x/deb/etc/default/tenbit-edge"
   check "$b: /etc/default has the profile's link" grep -qxF "TENBIT_LINK=$link" "$x/deb/etc/default/tenbit-edge"
-  check "$b: /etc/default passes --mtu and --out-dir" grep -qE '^TENBIT_ARGS="--mtu [0-9]+ --out-dir /var/lib/tenbit/messages"$' "$x/deb/etc/default/tenbit-edge"
+  check "$b: /etc/default passes --mtu, --threads and --out-dir" grep -qE '^TENBIT_ARGS="--mtu [0-9]+ --threads [0-9]+ --out-dir /var/lib/tenbit/messages"$' "$x/deb/etc/default/tenbit-edge"
   check "$b: no unreplaced @PLACEHOLDER@" bash -c '! grep -rl "@[A-Z_]*@" "$1/etc" "$1/lib" "$1/DEBIAN"' _ "$x/deb"
   check "$b: MemoryHigh is the RAM budget" grep -qx "MemoryHigh=${budget}M" "$x/deb/lib/systemd/system/tenbit-edge.service.d/10-board.conf"
   check "$b: udev rule makes /dev/tenbit-radio and wants the service" bash -c \
