@@ -27,6 +27,7 @@ use tenbit_common::TokenId;
 
 use crate::chat::{ChatError, ChatTemplate};
 use crate::engine::{logits_hash, EngineError, Model, Session, SessionOptions};
+use crate::qa;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 
 /// KV-cache window used for coding. Fixed by the wire format: both ends must slide at the
@@ -53,6 +54,10 @@ pub enum CodecError {
     TooLarge { len: u64, max: u64 },
     #[error("payload is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error(transparent)]
+    Qa(#[from] qa::QaError),
+    #[error("QA mode needs a UTF-8 prompt")]
+    NotUtf8Prompt,
     #[error("this frame was coded against a prompt the receiver must supply (--prompt or --prompt-file)")]
     PromptRequired,
     #[error("frame checksum mismatch: the frame is corrupt, or it was coded against a different prompt than the one supplied")]
@@ -531,6 +536,62 @@ fn anyhow_free_check(ok: bool) -> Result<(), CodecError> {
             len: 0,
             max: WINDOW as u64,
         })
+    }
+}
+
+impl LmCodec<'_> {
+    /// QA mode, encoder side: run the small model's side of question-asking with `k` questions,
+    /// each answered by `oracle` (the strong model), and frame only the answer bits. The prompt
+    /// is never sent: the receiver asked it, and the frame's checksum is keyed with it.
+    pub fn encode_qa(
+        &self,
+        prompt: &[u8],
+        k: usize,
+        oracle: &mut dyn qa::Oracle,
+    ) -> Result<(Vec<u8>, qa::Transcript), CodecError> {
+        let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
+        let t = qa::run(
+            self.model, &self.opts, &self.tok, &self.chat, text, k, oracle,
+        )?;
+        let bits: Vec<bool> = t.questions.iter().map(|(_, b)| *b).collect();
+        let payload = qa::pack_bits(&bits);
+        let key = self.identity_for_prompt(prompt);
+        let header = FrameHeader {
+            version: FRAME_VERSION,
+            mode: Mode::Qa,
+            flags: Flags::default().with(Flags::PROMPT_KNOWN),
+            model_tag: key.tag(),
+        };
+        let mut out = Vec::with_capacity(payload.len() + 8);
+        encode_frame(&header, &key, &payload, &mut out)?;
+        Ok((out, t))
+    }
+
+    /// QA mode, edge side: replay the small model's conversation with the frame's bits and
+    /// return the same transcript (and so the same final answer) the encoder saw.
+    pub fn decode_qa(&self, frame: &[u8], prompt: &[u8]) -> Result<qa::Transcript, CodecError> {
+        let header = peek_header(frame)?;
+        if header.mode != Mode::Qa {
+            return Err(CodecError::WrongMode(header.mode));
+        }
+        let key = self.identity_for_prompt(prompt);
+        let f = match decode_frame(frame, &key) {
+            Err(FrameError::Corrupt) => return Err(CodecError::CorruptOrWrongPrompt),
+            other => other?,
+        };
+        let bits = qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
+            "QA payload length disagrees with its bit count",
+        ))?;
+        let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
+        Ok(qa::run(
+            self.model,
+            &self.opts,
+            &self.tok,
+            &self.chat,
+            text,
+            bits.len(),
+            &mut qa::Bits(&bits),
+        )?)
     }
 }
 

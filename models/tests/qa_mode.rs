@@ -1,0 +1,52 @@
+//! QA mode with the real model: the edge replays the small model's side of the conversation
+//! from the answer bits alone and reaches the same final answer, token for token.
+
+use tenbit_common::frame::Mode;
+use tenbit_models::catalogue;
+use tenbit_models::engine::{Model, SessionOptions};
+use tenbit_models::lm_codec::{frame_mode, CodecError, LmCodec};
+use tenbit_models::qa::{Oracle, QaError, MAX_BITS};
+
+/// A scripted strong model: answers by a fixed pattern, and records the questions it saw.
+struct Scripted(Vec<String>);
+
+impl Oracle for Scripted {
+    fn answer(
+        &mut self,
+        index: usize,
+        _prompt: &str,
+        _draft: &str,
+        question: &str,
+    ) -> Result<bool, String> {
+        self.0.push(question.to_string());
+        Ok(index % 2 == 0)
+    }
+}
+
+#[test]
+fn edge_replays_the_same_conversation_from_two_bits() {
+    let path = catalogue::ensure(catalogue::default_model(), &mut |_| {}).expect("default model");
+    let m = Model::load(path).unwrap();
+    let c = LmCodec::new(&m, SessionOptions::default()).unwrap();
+    let prompt = b"What is 7 times 8? Reply with the number only.";
+    let mut oracle = Scripted(Vec::new());
+    let (frame, sent) = c.encode_qa(prompt, 2, &mut oracle).unwrap();
+    assert_eq!(frame_mode(&frame).unwrap(), Mode::Qa);
+    // 6 bytes of frame overhead, 1 byte K, 1 byte of bits.
+    assert_eq!(frame.len(), 8);
+    assert_eq!(oracle.0.len(), 2);
+    assert!(!sent.final_answer.is_empty());
+    let got = c.decode_qa(&frame, prompt).unwrap();
+    assert_eq!(got, sent, "edge transcript differs from the encoder's");
+    // Another prompt cannot decode it.
+    let e = c.decode_qa(&frame, b"What is 6 times 9?").unwrap_err();
+    assert!(matches!(e, CodecError::CorruptOrWrongPrompt), "{e}");
+    // More questions than the protocol allows are refused before any work.
+    let e = c
+        .encode_qa(prompt, MAX_BITS + 1, &mut Scripted(Vec::new()))
+        .unwrap_err();
+    assert!(
+        matches!(e, CodecError::Qa(QaError::TooManyBits { .. })),
+        "{e}"
+    );
+}
