@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tenbit_common::frame::FrameError;
+use tenbit_common::frame::{FrameError, Mode};
 use tenbit_models::catalogue;
 use tenbit_models::engine::{KernelLevel, Model, SessionOptions};
 use tenbit_models::lm_codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
@@ -113,7 +113,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return match e {
                 CodecError::Frame(f) => frame_code(f),
                 CodecError::Corrupt(_) | CodecError::Runaway { .. } => exit::CORRUPT,
-                CodecError::CorruptOrWrongPrompt => exit::CORRUPT,
+                CodecError::CorruptOrWrongPrompt | CodecError::Qa(_) => exit::CORRUPT,
                 CodecError::TooLarge { .. } | CodecError::PromptRequired => exit::BAD_INPUT,
                 _ => exit::FAILURE,
             };
@@ -168,7 +168,8 @@ impl PromptArgs {
     }
 }
 
-/// Decode one frame into a message.
+/// Decode one frame into a message: lossless and rewrite frames by the range decoder, QA frames
+/// by replaying the small model's question-asking with the frame's answer bits.
 pub fn decode_frame_bytes(
     codec: &LmCodec<'_>,
     frame: &[u8],
@@ -182,6 +183,25 @@ pub fn decode_frame_bytes(
             last = std::time::Instant::now();
         }
     };
+    if tenbit_models::lm_codec::frame_mode(frame)? == Mode::Qa {
+        let p = prompt.ok_or(CodecError::PromptRequired)?;
+        tracing::info!(
+            "QA frame: replaying the small model's questions with the received answer bits"
+        );
+        let t = codec.decode_qa(frame, p)?;
+        for (i, (q, a)) in t.questions.iter().enumerate() {
+            tracing::info!(
+                question = i + 1,
+                answer = if *a { "yes" } else { "no" },
+                "{q}"
+            );
+        }
+        return Ok(Message {
+            mode: Mode::Qa,
+            prompt: None,
+            text: t.final_answer.into_bytes(),
+        });
+    }
     Ok(codec.decode_message(frame, prompt, max_size, &mut progress)?)
 }
 
