@@ -11,6 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use tenbit::strong::local::LocalModel;
+use tenbit::strong::openai::{OpenAiClient, OpenAiConfig};
+use tenbit::strong::ChatModel;
 use tenbit_common::frame::{peek_header, Flags, Mode};
 use tenbit_edge::cli::{self, ModelArgs, PromptArgs, EXIT_CODES_HELP};
 use tenbit_edge::io::{read_input, write_output};
@@ -44,10 +47,101 @@ struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
     /// Exact bytes back.
     Lossless,
+    /// The strong model rewrites the text succinctly (all facts and the final answer kept);
+    /// the rewrite is coded losslessly. Needs --strong.
+    Rewrite,
+    /// Question-asking: the small model answers the prompt and asks K yes/no questions; the
+    /// strong model's answers are the only payload (K bits). Needs --prompt, --bits, --strong;
+    /// the input text, if any, is given to the strong model as its reference answer.
+    Qa,
+}
+
+/// Which strong model plays the strong role.
+#[derive(Debug, Clone, clap::Args)]
+struct StrongArgs {
+    /// Strong model: an OpenAI-compatible server URL (llama.cpp server, vLLM, Ollama, a hosted
+    /// API, `tenbit serve`) or a local GGUF path run by tenbit's engine. Default: TENBIT_STRONG_URL.
+    #[arg(long, value_name = "URL|GGUF")]
+    strong: Option<String>,
+    /// Model name sent to the server (TENBIT_STRONG_MODEL). The API key is read from
+    /// TENBIT_STRONG_API_KEY and never logged.
+    #[arg(long, value_name = "NAME")]
+    strong_model: Option<String>,
+    /// Number of yes/no questions in QA mode (bits sent).
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    bits: usize,
+    /// Largest K accepted (each question costs a strong-model call).
+    #[arg(long, default_value_t = 16, value_name = "K")]
+    max_bits: usize,
+    /// Token limit of the strong model's rewrite.
+    #[arg(long, default_value_t = 1024)]
+    rewrite_max_tokens: u32,
+}
+
+impl StrongArgs {
+    fn model(&self) -> Result<Box<dyn ChatModel>> {
+        let target = match &self.strong {
+            Some(s) => Some(s.clone()),
+            None => std::env::var("TENBIT_STRONG_URL")
+                .ok()
+                .filter(|s| !s.is_empty()),
+        };
+        let Some(target) = target else {
+            anyhow::bail!("this mode needs a strong model: --strong URL|GGUF or TENBIT_STRONG_URL");
+        };
+        if target.starts_with("http://") || target.starts_with("https://") {
+            let mut cfg = match OpenAiConfig::from_env() {
+                Ok(c) => c,
+                Err(_) => OpenAiConfig::new(target.clone(), "default"),
+            };
+            cfg.base_url = target;
+            if let Some(m) = &self.strong_model {
+                cfg.model = m.clone();
+            }
+            if let Ok(k) = std::env::var("TENBIT_STRONG_API_KEY") {
+                cfg.api_key = Some(tenbit::strong::openai::Secret::new(k));
+            }
+            Ok(Box::new(OpenAiClient::new(cfg)?))
+        } else {
+            Ok(Box::new(LocalModel::load(&target)?))
+        }
+    }
+}
+
+/// The strong model answering the small model's questions, one bit each.
+struct StrongOracle<'a> {
+    model: &'a dyn ChatModel,
+    reference: Option<String>,
+}
+
+impl tenbit_models::qa::Oracle for StrongOracle<'_> {
+    fn answer(
+        &mut self,
+        index: usize,
+        prompt: &str,
+        draft: &str,
+        question: &str,
+    ) -> Result<bool, String> {
+        let bit = tenbit::strong::prompts::answer_yes_no(
+            self.model,
+            prompt,
+            self.reference.as_deref(),
+            Some(draft),
+            question,
+            3,
+        )
+        .map_err(|e| e.to_string())?;
+        tracing::info!(
+            question = index + 1,
+            answer = if bit { "yes" } else { "no" },
+            "{question}"
+        );
+        Ok(bit)
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,6 +164,8 @@ tenbit encode --prompt 'How do I tie a bowline?' answer.txt -o answer.tb\n  llm-
         /// Compression mode.
         #[arg(long, value_enum, default_value = "lossless")]
         mode: ModeArg,
+        #[command(flatten)]
+        strong: StrongArgs,
         /// Largest input accepted, in bytes.
         #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
         max_size: usize,
@@ -124,6 +220,16 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
         max_size: usize,
         #[command(flatten)]
         model: ModelArgs,
+    },
+    /// Serve a local GGUF model as an OpenAI-compatible chat-completions server (the strong
+    /// role for tests and air-gapped setups): POST /v1/chat/completions, GET /v1/models, /health.
+    Serve {
+        /// GGUF model path or catalogue name (e.g. qwen2.5-coder-1.5b).
+        #[arg(long, short = 'm')]
+        model: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
     },
     /// Fetch the default model if needed, then encode and decode a sample LLM response end to
     /// end, checking the round trip and comparing sizes with zstd and xz.
@@ -215,15 +321,60 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             send_prompt,
             mode,
+            strong,
             max_size,
             model,
         } => {
-            let text = read_input(input.as_deref(), max_size as u64)?;
+            let mut text = if mode == ModeArg::Qa && input.is_none() {
+                Vec::new()
+            } else {
+                read_input(input.as_deref(), max_size as u64)?
+            };
             let prompt = prompt.load()?;
             let m = model.load(true)?;
             let codec = LmCodec::new(&m, model.session_options())?;
+            if mode == ModeArg::Qa {
+                tenbit::strong::check_k(strong.bits, strong.max_bits)?;
+                let p = prompt.as_deref().context(
+                    "QA mode needs --prompt or --prompt-file (the receiver must know it too)",
+                )?;
+                let sm = strong.model()?;
+                let reference =
+                    (!text.is_empty()).then(|| String::from_utf8_lossy(&text).into_owned());
+                let mut oracle = StrongOracle {
+                    model: sm.as_ref(),
+                    reference,
+                };
+                let (frame, t) = codec.encode_qa(p, strong.bits, &mut oracle)?;
+                eprintln!(
+                    "QA: {} questions, frame {} bytes; final answer:\n{}",
+                    t.questions.len(),
+                    frame.len(),
+                    t.final_answer
+                );
+                write_output(output.as_deref(), &frame)?;
+                return Ok(());
+            }
             let mode = match mode {
                 ModeArg::Lossless => Mode::Lossless,
+                ModeArg::Rewrite => {
+                    let sm = strong.model()?;
+                    let original =
+                        String::from_utf8(text.clone()).context("rewrite mode needs UTF-8 text")?;
+                    let task = prompt
+                        .as_deref()
+                        .map(|p| String::from_utf8_lossy(p).into_owned());
+                    let rw = tenbit::strong::prompts::rewrite(
+                        sm.as_ref(),
+                        task.as_deref(),
+                        &original,
+                        strong.rewrite_max_tokens,
+                    )?;
+                    tracing::info!(original = original.len(), rewrite = rw.len(), "rewritten");
+                    text = rw.into_bytes();
+                    Mode::Rewrite
+                }
+                ModeArg::Qa => unreachable!("handled above"),
             };
             anyhow::ensure!(
                 !send_prompt || prompt.is_some(),
@@ -340,6 +491,16 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Cmd::Demo { model } => demo(&model, quiet)?,
+        Cmd::Serve { model, addr } => {
+            let path = tenbit_models::catalogue::resolve(&model)?;
+            let local = LocalModel::load(&path)?;
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            eprintln!(
+                "serving {} on http://{addr}/v1/chat/completions",
+                path.display()
+            );
+            tenbit::strong::serve::serve(std::sync::Arc::new(local), addr, &stop)?;
+        }
         Cmd::Inspect { input } => {
             let frame = read_input(input.as_deref(), cli::DEFAULT_MAX_SIZE as u64)?;
             let h = peek_header(&frame)?;

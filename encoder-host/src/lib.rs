@@ -1,0 +1,3 @@
+//! Library face of the `tenbit` host crate, so integration tests can reach its modules.
+
+pub mod strong;

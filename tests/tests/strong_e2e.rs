@@ -1,0 +1,179 @@
+//! The strong-model roles end to end through real processes and real HTTP on loopback.
+//!
+//! * Rewrite: `tenbit serve` (a real OpenAI-compatible server, the small model standing in as
+//!   "strong" to keep CI fast) rewrites; `tenbit-edge decode` rebuilds the rewrite.
+//! * QA: a 135M model cannot answer yes/no questions reliably, so the strong side is the
+//!   project's own HTTP server wrapping a scripted judge that always answers "Yes." The frame,
+//!   the encoder's small-model run and the edge's replay are all real.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use tenbit::strong::serve::Server as HttpServer;
+use tenbit::strong::{ChatModel, ChatRequest, ChatResponse, FinishReason, StrongError};
+use tenbit_tests::{bin, model_path, run};
+
+/// A judge that says yes to everything.
+struct AlwaysYes;
+
+impl ChatModel for AlwaysYes {
+    fn name(&self) -> &str {
+        "always-yes"
+    }
+    fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+        Ok(ChatResponse {
+            content: "Yes.".into(),
+            finish_reason: FinishReason::Stop,
+            model: "always-yes".into(),
+            prompt_tokens: None,
+            completion_tokens: Some(2),
+        })
+    }
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(bin("tenbit"))
+        .args([
+            "serve",
+            "--model",
+            model_path().to_str().unwrap(),
+            "--addr",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tenbit serve");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "tenbit serve did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server(child, format!("http://{addr}"))
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn rewrite_and_qa_through_a_real_http_server() {
+    let srv = start_server();
+    let prompt = "What is the boiling point of water at sea level?";
+    let answer = "Water boils at 100 degrees Celsius (212 degrees Fahrenheit) at sea level, where \
+the atmospheric pressure is about 101.3 kPa. At higher altitudes the boiling point is lower \
+because the air pressure is lower, which is why cooking takes longer in the mountains.";
+
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "encode", "--mode", "rewrite", "--strong", &srv.1, "--prompt", prompt,
+        ],
+        answer.as_bytes(),
+    );
+    assert!(out.status.success(), "rewrite: {}", stderr(&out));
+    let frame = out.stdout;
+    let dec = run(&bin("tenbit-edge"), &["decode", "--prompt", prompt], &frame);
+    assert!(dec.status.success(), "{}", stderr(&dec));
+    assert!(!dec.stdout.is_empty(), "empty rewrite decoded");
+    let info = run(&bin("tenbit"), &["inspect"], &frame);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Rewrite"));
+
+    let judge = HttpServer::bind(Arc::new(AlwaysYes), "127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .spawn();
+    let url = judge.url();
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "encode",
+            "--mode",
+            "qa",
+            "--bits",
+            "1",
+            "--strong",
+            &url,
+            "--prompt",
+            "What is 2+2?",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "qa: {}", stderr(&out));
+    assert_eq!(
+        out.stdout.len(),
+        8,
+        "QA frame: 6 bytes overhead + K + 1 byte of bits"
+    );
+    let said = stderr(&out);
+    let final_answer = said
+        .split("final answer:\n")
+        .nth(1)
+        .expect("encoder prints the final answer")
+        .trim()
+        .to_string();
+    let dec = run(
+        &bin("tenbit-edge"),
+        &["decode", "--prompt", "What is 2+2?"],
+        &out.stdout,
+    );
+    assert!(dec.status.success(), "{}", stderr(&dec));
+    assert_eq!(
+        String::from_utf8_lossy(&dec.stdout).trim(),
+        final_answer,
+        "edge replay differs"
+    );
+}
+
+#[test]
+fn strong_server_down_and_too_many_bits_are_clear_errors() {
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "encode",
+            "--mode",
+            "rewrite",
+            "--strong",
+            "http://127.0.0.1:9",
+        ],
+        b"Some text to rewrite.",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is down"), "{}", stderr(&out));
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "encode",
+            "--mode",
+            "qa",
+            "--bits",
+            "99",
+            "--strong",
+            "http://127.0.0.1:9",
+            "--prompt",
+            "x",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("maximum"), "{}", stderr(&out));
+}
