@@ -236,7 +236,7 @@ zstd {} / xz {} / brotli {} / bzip2 {} B.\n\n",
     let enc: f64 = rows.iter().map(|r| r.enc_s).sum();
     let dec: f64 = rows.iter().map(|r| r.dec_s).sum();
     s.push_str(&format!(
-        "Speed ({threads} threads, kernel {kernel}): encode {:.1} tokens/s (batched prefill, incl. the no-prompt pass? no: first pass only)",
+        "Speed ({threads} threads, kernel {kernel}): encode {:.1} response tokens/s (one batched prefill per message, model loaded once)",
         toks as f64 / enc
     ));
     if dec > 0.0 {
