@@ -15,7 +15,21 @@
 //! `vpdpbusd`, NEON `smull`/`sadalp`). Tests compare every level against scalar on random data
 //! and on the real model.
 
-use super::quant::{read_f16, QRow, Q4_1_BYTES, Q8_0_BYTES, QK};
+use std::sync::OnceLock;
+
+use super::quant::{f16_to_f32, QRow, Q4_1_BYTES, Q8_0_BYTES, QK};
+
+/// Every f16 bit pattern as f32 (256 KiB). Built from the exact software conversion, so a
+/// lookup is bit-identical to converting; it just skips the per-block bit twiddling.
+fn f16_lut() -> &'static [f32] {
+    static LUT: OnceLock<Box<[f32]>> = OnceLock::new();
+    LUT.get_or_init(|| (0..=u16::MAX).map(f16_to_f32).collect())
+}
+
+#[inline(always)]
+fn lut_f16(lut: &[f32], b: &[u8]) -> f32 {
+    lut[u16::from_le_bytes([b[0], b[1]]) as usize]
+}
 
 /// Instruction-set level of the integer block kernels. Never changes results, only speed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,10 +168,11 @@ macro_rules! row_fns {
     ($(#[$attr:meta])* $q41:ident, $q80:ident, $isum41:path, $isum80:path) => {
         $(#[$attr])*
         pub(super) unsafe fn $q41(row: &[u8], a: &QRow) -> f32 {
+            let lut = f16_lut();
             let mut acc = 0.0f32;
             for (b, blk) in row.chunks_exact(Q4_1_BYTES).enumerate() {
-                let dw = read_f16(blk);
-                let mw = read_f16(&blk[2..]);
+                let dw = lut_f16(lut, blk);
+                let mw = lut_f16(lut, &blk[2..]);
                 let isum = $isum41(&blk[4..20], &a.q[b * QK..b * QK + QK]);
                 acc += dw * (a.d[b] * isum as f32) + mw * a.s[b];
             }
@@ -165,9 +180,10 @@ macro_rules! row_fns {
         }
         $(#[$attr])*
         pub(super) unsafe fn $q80(row: &[u8], a: &QRow) -> f32 {
+            let lut = f16_lut();
             let mut acc = 0.0f32;
             for (b, blk) in row.chunks_exact(Q8_0_BYTES).enumerate() {
-                let dw = read_f16(blk);
+                let dw = lut_f16(lut, blk);
                 let isum = $isum80(&blk[2..34], &a.q[b * QK..b * QK + QK]);
                 acc += dw * (a.d[b] * isum as f32);
             }

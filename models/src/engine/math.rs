@@ -30,7 +30,7 @@ pub fn exp_f64(x: f64) -> f64 {
     }
     let k = (x * LOG2E + 0.5).floor();
     let r = (x - k * LN2_HI) - k * LN2_LO; // |r| <= ~0.35
-    // Taylor series to degree 13: |r|^14/14! < 1e-17.
+                                           // Taylor series to degree 13: |r|^14/14! < 1e-17.
     let mut p = 1.0 / 6_227_020_800.0; // 1/13!
     p = p * r + 1.0 / 479_001_600.0;
     p = p * r + 1.0 / 39_916_800.0;
@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn ln_pow_sin_cos_are_accurate() {
         for &v in &[1e-5, 0.1, 0.5, 1.0, 2.0, 10.0, 1e5, 1e6, 123456.789] {
-            assert!((ln_f64(v) - v.ln()).abs() < 1e-14 * v.ln().abs().max(1.0), "ln {v}");
+            assert!(
+                (ln_f64(v) - v.ln()).abs() < 1e-14 * v.ln().abs().max(1.0),
+                "ln {v}"
+            );
         }
         for i in 0..32 {
             let y = -2.0 * i as f64 / 64.0;
@@ -160,7 +163,10 @@ mod tests {
         let mut x = 0.0f64;
         while x < 9000.0 {
             let (s, c) = sin_cos_f64(x);
-            assert!((s - x.sin()).abs() < 1e-12 && (c - x.cos()).abs() < 1e-12, "sincos {x}");
+            assert!(
+                (s - x.sin()).abs() < 1e-12 && (c - x.cos()).abs() < 1e-12,
+                "sincos {x}"
+            );
             x += 0.731;
         }
     }

@@ -110,9 +110,18 @@ impl Mat {
             }
         };
         if cols % QK != 0 {
-            return Err(EngineError::Unsupported(format!("tensor {}: row length {cols} not a multiple of 32", t.name)));
+            return Err(EngineError::Unsupported(format!(
+                "tensor {}: row length {cols} not a multiple of 32",
+                t.name
+            )));
         }
-        Ok(Mat { off: t.offset, rows, cols, ty: t.ggml_type, row_bytes })
+        Ok(Mat {
+            off: t.offset,
+            rows,
+            cols,
+            ty: t.ggml_type,
+            row_bytes,
+        })
     }
 
     #[inline]
@@ -154,16 +163,25 @@ pub struct Model {
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model").field("config", &self.cfg).field("hash", &hex::encode(self.hash)).finish()
+        f.debug_struct("Model")
+            .field("config", &self.cfg)
+            .field("hash", &hex::encode(self.hash))
+            .finish()
     }
 }
 
 fn f32_vec(g: &Gguf, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
     let t = g.tensor(name)?;
     if t.ggml_type != GgmlType::F32 || t.n_elements() as usize != len {
-        return Err(EngineError::Unsupported(format!("tensor {name}: expected {len} f32 values, got {:?} {:?}", t.ggml_type, t.dims)));
+        return Err(EngineError::Unsupported(format!(
+            "tensor {name}: expected {len} f32 values, got {:?} {:?}",
+            t.ggml_type, t.dims
+        )));
     }
-    Ok(g.tensor_data(t).chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    Ok(g.tensor_data(t)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
 }
 
 fn opt_f32_vec(g: &Gguf, name: &str, len: usize) -> Result<Option<Vec<f32>>, EngineError> {
@@ -181,22 +199,32 @@ impl Model {
         let rope_neox = match arch.as_str() {
             "llama" => false,
             "qwen2" => true,
-            other => return Err(EngineError::Unsupported(format!("architecture `{other}` (supported: llama, qwen2)"))),
+            other => {
+                return Err(EngineError::Unsupported(format!(
+                    "architecture `{other}` (supported: llama, qwen2)"
+                )))
+            }
         };
         let key = |k: &str| format!("{arch}.{k}");
         let n_embd = gguf.get_u64(&key("embedding_length"))? as usize;
         let n_head = gguf.get_u64(&key("attention.head_count"))? as usize;
-        let n_head_kv = gguf.get_u64(&key("attention.head_count_kv")).unwrap_or(n_head as u64) as usize;
+        let n_head_kv = gguf
+            .get_u64(&key("attention.head_count_kv"))
+            .unwrap_or(n_head as u64) as usize;
         let n_layer = gguf.get_u64(&key("block_count"))? as usize;
         let n_ff = gguf.get_u64(&key("feed_forward_length"))? as usize;
         let n_ctx_train = gguf.get_u64(&key("context_length"))? as usize;
         let rope_theta = gguf.get_f32(&key("rope.freq_base")).unwrap_or(10000.0);
         let rms_eps = gguf.get_f32(&key("attention.layer_norm_rms_epsilon"))?;
         if n_head == 0 || n_head_kv == 0 || n_embd % n_head != 0 || n_head % n_head_kv != 0 {
-            return Err(EngineError::Unsupported(format!("head layout {n_head}/{n_head_kv} for width {n_embd}")));
+            return Err(EngineError::Unsupported(format!(
+                "head layout {n_head}/{n_head_kv} for width {n_embd}"
+            )));
         }
         let head_dim = n_embd / n_head;
-        let n_rot = gguf.get_u64(&key("rope.dimension_count")).unwrap_or(head_dim as u64) as usize;
+        let n_rot = gguf
+            .get_u64(&key("rope.dimension_count"))
+            .unwrap_or(head_dim as u64) as usize;
         if n_rot > head_dim || n_rot % 2 != 0 {
             return Err(EngineError::Unsupported(format!("rope dimension {n_rot}")));
         }
@@ -248,7 +276,17 @@ impl Model {
             .map(|i| math::pow_f64(rope_theta as f64, -2.0 * i as f64 / n_rot as f64))
             .collect();
         let hash: [u8; 32] = Sha256::digest(gguf.bytes()).into();
-        Ok(Model { gguf, cfg, hash, tok_embd, output, output_norm, layers, rope_neox, rope_freqs })
+        Ok(Model {
+            gguf,
+            cfg,
+            hash,
+            tok_embd,
+            output,
+            output_norm,
+            layers,
+            rope_neox,
+            rope_freqs,
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -278,7 +316,11 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: 0, kernel: None, max_ctx: 4096 }
+        SessionOptions {
+            threads: 0,
+            kernel: None,
+            max_ctx: 4096,
+        }
     }
 }
 
@@ -313,13 +355,18 @@ impl<'m> Session<'m> {
         let level = match opts.kernel {
             Some(l) => l,
             None => match std::env::var("TENBIT_KERNEL") {
-                Ok(s) if !s.is_empty() => s.parse().map_err(|e: String| EngineError::KernelUnavailable(e, avail()))?,
+                Ok(s) if !s.is_empty() => s
+                    .parse()
+                    .map_err(|e: String| EngineError::KernelUnavailable(e, avail()))?,
                 _ => KernelLevel::detect(),
             },
         };
-        let k = Kernels::new(level).ok_or_else(|| EngineError::KernelUnavailable(level.to_string(), avail()))?;
+        let k = Kernels::new(level)
+            .ok_or_else(|| EngineError::KernelUnavailable(level.to_string(), avail()))?;
         let threads = match opts.threads {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             n => n,
         };
         let pool = if threads > 1 {
@@ -388,32 +435,49 @@ impl<'m> Session<'m> {
             return Ok(&self.logits);
         }
         let mut last = Vec::new();
-        self.run(tokens, &mut |i, l| {
-            if i + 1 == n {
-                last = l.to_vec();
-            }
-        }, false)?;
+        self.run(
+            tokens,
+            &mut |i, l| {
+                if i + 1 == n {
+                    last = l.to_vec();
+                }
+            },
+            false,
+        )?;
         self.logits = last;
         Ok(&self.logits)
     }
 
     /// Feed tokens as one batch, handing each position's logits to `f(i, logits)` in order.
-    pub fn feed_all(&mut self, tokens: &[TokenId], f: &mut dyn FnMut(usize, &[f32])) -> Result<(), EngineError> {
+    pub fn feed_all(
+        &mut self,
+        tokens: &[TokenId],
+        f: &mut dyn FnMut(usize, &[f32]),
+    ) -> Result<(), EngineError> {
         let n = tokens.len();
         let mut keep_last = Vec::new();
-        self.run(tokens, &mut |i, l| {
-            if i + 1 == n {
-                keep_last = l.to_vec();
-            }
-            f(i, l)
-        }, true)?;
+        self.run(
+            tokens,
+            &mut |i, l| {
+                if i + 1 == n {
+                    keep_last = l.to_vec();
+                }
+                f(i, l)
+            },
+            true,
+        )?;
         if n > 0 {
             self.logits = keep_last;
         }
         Ok(())
     }
 
-    fn run(&mut self, tokens: &[TokenId], f: &mut dyn FnMut(usize, &[f32]), all: bool) -> Result<(), EngineError> {
+    fn run(
+        &mut self,
+        tokens: &[TokenId],
+        f: &mut dyn FnMut(usize, &[f32]),
+        all: bool,
+    ) -> Result<(), EngineError> {
         if let Some(t) = tokens.iter().find(|t| t.index() >= self.model.cfg.n_vocab) {
             return Err(EngineError::BadToken(t.0));
         }
@@ -452,11 +516,51 @@ impl<'m> Session<'m> {
         }
     }
 
+    /// Several products of the same activations in one parallel region (q/k/v, gate/up): one
+    /// hand-off to the workers instead of one per matrix, which matters at one token per step.
+    /// Each row is still computed whole by one task, so results equal separate `matmul`s.
+    fn matmul_many(&self, jobs: &mut [(&Mat, &mut Vec<f32>)], acts: &[QRow]) {
+        let Some(pool) = self.pool.as_ref().filter(|_| acts.len() == 1) else {
+            for (m, out) in jobs.iter_mut() {
+                self.matmul(m, acts, out);
+            }
+            return;
+        };
+        let file = self.model.gguf.bytes();
+        let k = self.k;
+        let workers = pool.current_num_threads();
+        let mut tasks: Vec<(&Mat, usize, &mut [f32])> = Vec::new();
+        for (m, out) in jobs.iter_mut() {
+            debug_assert!(acts[0].blocks() * QK == m.cols);
+            out.clear();
+            out.resize(m.rows, 0.0);
+            let rpt = rows_per_task(m.rows, workers);
+            for (ci, chunk) in out.chunks_mut(rpt).enumerate() {
+                tasks.push((*m, ci * rpt, chunk));
+            }
+        }
+        pool.install(|| {
+            tasks.into_par_iter().for_each(|(m, r0, chunk)| {
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    let row = m.row(file, r0 + j);
+                    *o = match m.ty {
+                        GgmlType::Q4_1 => k.dot_q4_1(row, &acts[0]),
+                        _ => k.dot_q8_0(row, &acts[0]),
+                    };
+                }
+            })
+        });
+    }
+
     /// `out[t * rows + r] = W[r] . a[t]` for every token t, rows split across threads.
     fn matmul(&self, m: &Mat, acts: &[QRow], out: &mut Vec<f32>) {
         let file = self.model.gguf.bytes();
         let b = acts.len();
         debug_assert!(acts.iter().all(|a| a.blocks() * QK == m.cols));
+        let rpt = rows_per_task(
+            m.rows,
+            self.pool.as_ref().map_or(1, |p| p.current_num_threads()),
+        );
         out.clear();
         out.resize(b * m.rows, 0.0);
         let k = self.k;
@@ -467,12 +571,12 @@ impl<'m> Session<'m> {
         if b == 1 {
             let body = |(ci, chunk): (usize, &mut [f32])| {
                 for (j, o) in chunk.iter_mut().enumerate() {
-                    *o = dot(m.row(file, ci * ROWS_PER_TASK + j), &acts[0]);
+                    *o = dot(m.row(file, ci * rpt + j), &acts[0]);
                 }
             };
             match &self.pool {
-                Some(p) => p.install(|| out.par_chunks_mut(ROWS_PER_TASK).enumerate().for_each(body)),
-                None => out.chunks_mut(ROWS_PER_TASK).enumerate().for_each(body),
+                Some(p) => p.install(|| out.par_chunks_mut(rpt).enumerate().for_each(body)),
+                None => out.chunks_mut(rpt).enumerate().for_each(body),
             }
             return;
         }
@@ -480,15 +584,15 @@ impl<'m> Session<'m> {
         let mut tmp = vec![0.0f32; b * m.rows];
         let body = |(ci, chunk): (usize, &mut [f32])| {
             for (j, o) in chunk.chunks_exact_mut(b).enumerate() {
-                let row = m.row(file, ci * ROWS_PER_TASK + j);
+                let row = m.row(file, ci * rpt + j);
                 for (t, a) in acts.iter().enumerate() {
                     o[t] = dot(row, a);
                 }
             }
         };
         match &self.pool {
-            Some(p) => p.install(|| tmp.par_chunks_mut(ROWS_PER_TASK * b).enumerate().for_each(body)),
-            None => tmp.chunks_mut(ROWS_PER_TASK * b).enumerate().for_each(body),
+            Some(p) => p.install(|| tmp.par_chunks_mut(rpt * b).enumerate().for_each(body)),
+            None => tmp.chunks_mut(rpt * b).enumerate().for_each(body),
         }
         for r in 0..m.rows {
             for t in 0..b {
@@ -512,27 +616,53 @@ impl<'m> Session<'m> {
     /// for the last (as one `n_vocab` slice).
     fn forward(&mut self, toks: &[TokenId], need: Need) -> Result<Vec<f32>, EngineError> {
         let cfg = &self.model.cfg;
-        let (d, kvd, hd, nh, nkv, nff) = (cfg.n_embd, cfg.kv_dim(), cfg.head_dim(), cfg.n_head, cfg.n_head_kv, cfg.n_ff);
+        let (d, kvd, hd, nh, nkv, nff) = (
+            cfg.n_embd,
+            cfg.kv_dim(),
+            cfg.head_dim(),
+            cfg.n_head,
+            cfg.n_head_kv,
+            cfg.n_ff,
+        );
         let b = toks.len();
         let p0 = self.n_past;
         self.grow_rope(p0 + b);
         let file = self.model.gguf.bytes();
         let mut x = vec![0.0f32; b * d];
         for (t, tok) in toks.iter().enumerate() {
-            dequant_q8_0_row(self.model.tok_embd.row(file, tok.index()), &mut x[t * d..(t + 1) * d]);
+            dequant_q8_0_row(
+                self.model.tok_embd.row(file, tok.index()),
+                &mut x[t * d..(t + 1) * d],
+            );
         }
         let mut acts: Vec<QRow> = Vec::new();
-        let (mut q, mut k, mut v, mut att, mut tmp, mut g, mut u) =
-            (Vec::new(), Vec::new(), Vec::new(), vec![0.0f32; b * d], Vec::new(), Vec::new(), Vec::new());
+        let (mut q, mut k, mut v, mut att, mut tmp, mut g, mut u) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            vec![0.0f32; b * d],
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
         let pairs = cfg.n_rot / 2;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
         for (li, layer) in self.model.layers.iter().enumerate() {
             self.rmsnorm_quant(&x, &layer.attn_norm, b, &mut acts);
-            self.matmul(&layer.wq, &acts, &mut q);
-            self.matmul(&layer.wk, &acts, &mut k);
-            self.matmul(&layer.wv, &acts, &mut v);
-            for (bias, dst, w) in [(&layer.bq, &mut q, d), (&layer.bk, &mut k, kvd), (&layer.bv, &mut v, kvd)] {
+            self.matmul_many(
+                &mut [
+                    (&layer.wq, &mut q),
+                    (&layer.wk, &mut k),
+                    (&layer.wv, &mut v),
+                ],
+                &acts,
+            );
+            for (bias, dst, w) in [
+                (&layer.bq, &mut q, d),
+                (&layer.bk, &mut k, kvd),
+                (&layer.bv, &mut v, kvd),
+            ] {
                 if let Some(bias) = bias {
                     for row in dst.chunks_exact_mut(w) {
                         for (o, bb) in row.iter_mut().zip(bias) {
@@ -544,10 +674,18 @@ impl<'m> Session<'m> {
             for t in 0..b {
                 let rope = &self.rope[(p0 + t) * pairs..(p0 + t + 1) * pairs];
                 for h in 0..nh {
-                    apply_rope(&mut q[t * d + h * hd..t * d + (h + 1) * hd], rope, self.model.rope_neox);
+                    apply_rope(
+                        &mut q[t * d + h * hd..t * d + (h + 1) * hd],
+                        rope,
+                        self.model.rope_neox,
+                    );
                 }
                 for h in 0..nkv {
-                    apply_rope(&mut k[t * kvd + h * hd..t * kvd + (h + 1) * hd], rope, self.model.rope_neox);
+                    apply_rope(
+                        &mut k[t * kvd + h * hd..t * kvd + (h + 1) * hd],
+                        rope,
+                        self.model.rope_neox,
+                    );
                 }
             }
             self.kcache[li].extend_from_slice(&k);
@@ -589,9 +727,11 @@ impl<'m> Session<'m> {
                 }
             };
             match &self.pool {
-                Some(pool) if b * nh > 1 && p0 + b > 64 => {
-                    pool.install(|| att.par_chunks_mut(hd).enumerate().for_each(|(i, o)| task(i, o)))
-                }
+                Some(pool) if b * nh > 1 && p0 + b > 64 => pool.install(|| {
+                    att.par_chunks_mut(hd)
+                        .enumerate()
+                        .for_each(|(i, o)| task(i, o))
+                }),
                 _ => att.chunks_mut(hd).enumerate().for_each(|(i, o)| task(i, o)),
             }
             acts.resize(b, QRow::default());
@@ -603,8 +743,7 @@ impl<'m> Session<'m> {
                 *xi += *ti;
             }
             self.rmsnorm_quant(&x, &layer.ffn_norm, b, &mut acts);
-            self.matmul(&layer.gate, &acts, &mut g);
-            self.matmul(&layer.up, &acts, &mut u);
+            self.matmul_many(&mut [(&layer.gate, &mut g), (&layer.up, &mut u)], &acts);
             for (gi, ui) in g.iter_mut().zip(&u) {
                 *gi = math::silu(*gi) * *ui;
             }
@@ -630,7 +769,12 @@ impl<'m> Session<'m> {
     }
 }
 
-const ROWS_PER_TASK: usize = 64;
+/// Rows per parallel task: a few tasks per worker (load balance) but no more, because every
+/// task costs a rayon hand-off and a decode step runs ~200 matrix products. Results never
+/// depend on it: each row is computed whole by one task.
+fn rows_per_task(rows: usize, workers: usize) -> usize {
+    rows.div_ceil(workers.max(1) * 2).max(16)
+}
 
 /// Which logits a forward pass must produce (the output matrix is the largest single cost).
 #[derive(Clone, Copy)]
@@ -641,7 +785,11 @@ enum Need {
 }
 
 fn avail() -> String {
-    KernelLevel::available().iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+    KernelLevel::available()
+        .iter()
+        .map(|l| l.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// RMSNorm with a sequential sum of squares: `out = x * (1/sqrt(mean(x^2) + eps)) * w`.
@@ -659,7 +807,11 @@ fn rmsnorm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 fn apply_rope(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
     let half = cs.len();
     for (i, &(c, s)) in cs.iter().enumerate() {
-        let (a, b) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        let (a, b) = if neox {
+            (i, i + half)
+        } else {
+            (2 * i, 2 * i + 1)
+        };
         let (x0, x1) = (x[a], x[b]);
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;

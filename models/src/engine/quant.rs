@@ -133,7 +133,9 @@ mod tests {
 
     #[test]
     fn quantiser_error_is_bounded() {
-        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.37).collect();
+        let x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 29) as f32 - 14.0) * 0.37)
+            .collect();
         let mut q = QRow::default();
         quantize_row(&x, &mut q);
         for (b, xb) in x.chunks(QK).enumerate() {
