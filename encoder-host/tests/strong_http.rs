@@ -157,7 +157,11 @@ fn server_error_then_success_is_retried() {
     let c = client(&server.url(), 5_000, 3);
     let r = c.chat(&hello()).unwrap();
     assert_eq!(r.content, "echo: hello there");
-    assert_eq!(model.calls.load(Ordering::SeqCst), 3, "two 500s, then success");
+    assert_eq!(
+        model.calls.load(Ordering::SeqCst),
+        3,
+        "two 500s, then success"
+    );
 
     // Without enough retries the 500 surfaces with the server's message.
     let model = Echo::new(5);
@@ -165,7 +169,10 @@ fn server_error_then_success_is_retried() {
     let e = client(&server.url(), 5_000, 1).chat(&hello()).unwrap_err();
     match &e {
         StrongError::Http {
-            status, attempts, body, ..
+            status,
+            attempts,
+            body,
+            ..
         } => {
             assert_eq!((*status, *attempts), (500, 2));
             assert!(body.contains("scripted failure 1"), "{body}");
@@ -200,9 +207,7 @@ fn server_down_is_a_clear_error_after_retries() {
 
 /// A raw TCP server: connection i gets `replies[i]` (`None`: read the request, then never
 /// answer). Returns its base URL, the number of connections, and the raw requests.
-fn raw_server(
-    replies: Vec<Option<String>>,
-) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+fn raw_server(replies: Vec<Option<String>>) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let conns = Arc::new(AtomicUsize::new(0));
@@ -272,7 +277,11 @@ fn slow_server_times_out() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(e.to_string().contains("timed out"), "{e}");
-    assert_eq!(conns.load(Ordering::SeqCst), 2, "the timeout was retried once");
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        2,
+        "the timeout was retried once"
+    );
     assert!(took >= Duration::from_millis(600), "{took:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
 }
@@ -326,7 +335,10 @@ fn rate_limit_is_retried_and_auth_failure_is_not() {
         )),
         Some(http("200 OK", "application/json", GOOD)),
     ]);
-    assert_eq!(client(&url, 5_000, 1).chat(&hello()).unwrap().content, "fine");
+    assert_eq!(
+        client(&url, 5_000, 1).chat(&hello()).unwrap().content,
+        "fine"
+    );
     assert_eq!(conns.load(Ordering::SeqCst), 2);
 
     let (url, conns, _) = raw_server(vec![Some(http(

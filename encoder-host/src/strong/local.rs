@@ -255,7 +255,10 @@ mod tests {
         let a = draw(7);
         assert_eq!(a, draw(7), "same seed, same tokens");
         assert_ne!(a, draw(8));
-        assert!(a.iter().all(|&t| t < 2), "non-finite logits are never drawn");
+        assert!(
+            a.iter().all(|&t| t < 2),
+            "non-finite logits are never drawn"
+        );
         let ones = a.iter().filter(|&&t| t == 1).count() as f64 / a.len() as f64;
         assert!((ones - 0.75).abs() < 0.03, "p(1) = {ones}, want 0.75");
         // Low temperature concentrates on the maximum.

@@ -104,9 +104,16 @@ impl OpenAiConfig {
         let mut cfg = OpenAiConfig::new(url.trim(), model.trim());
         cfg.api_key = get(ENV_API_KEY).map(|k| Secret::new(k.trim()));
         if let Some(t) = get(ENV_TIMEOUT) {
-            let secs: f64 = t.trim().parse().ok().filter(|s: &f64| *s > 0.0 && s.is_finite()).ok_or_else(|| {
-                StrongError::Config(format!("{ENV_TIMEOUT}={t:?} is not a positive number of seconds"))
-            })?;
+            let secs: f64 = t
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0 && s.is_finite())
+                .ok_or_else(|| {
+                    StrongError::Config(format!(
+                        "{ENV_TIMEOUT}={t:?} is not a positive number of seconds"
+                    ))
+                })?;
             cfg.timeout = Duration::from_secs_f64(secs.min(86_400.0));
         }
         if let Some(r) = get(ENV_RETRIES) {
@@ -265,7 +272,10 @@ impl OpenAiClient {
         let io_kind = std::error::Error::source(&t)
             .and_then(|s| s.downcast_ref::<io::Error>())
             .map(|e| e.kind());
-        if matches!(io_kind, Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)) {
+        if matches!(
+            io_kind,
+            Some(io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+        ) {
             return Attempt::Transient(self.timeout_error(attempts), None);
         }
         match t.kind() {
@@ -371,9 +381,10 @@ pub(crate) fn parse_response(url: &str, body: &str) -> Result<ChatResponse, Stro
     if let Some(e) = obj.get("error") {
         return Err(garbage(format!("error object in a 200 reply: {e}")));
     }
-    let choices = obj.get("choices").and_then(Value::as_array).ok_or_else(|| {
-        garbage(format!("no `choices` array in {}", excerpt(body)))
-    })?;
+    let choices = obj
+        .get("choices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| garbage(format!("no `choices` array in {}", excerpt(body))))?;
     let first = choices.first().ok_or_else(|| StrongError::EmptyChoices {
         url: url.to_string(),
     })?;

@@ -463,7 +463,15 @@ mod tests {
         let roles: Vec<&str> = ask.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(
             roles,
-            ["user", "assistant", "user", "assistant", "user", "assistant", "user"]
+            [
+                "user",
+                "assistant",
+                "user",
+                "assistant",
+                "user",
+                "assistant",
+                "user"
+            ]
         );
         assert_eq!(ask[4].content, "Yes.");
         assert_eq!(ask.last().unwrap().content, SMALL_ASK);

@@ -136,9 +136,14 @@ impl Server {
             (Method::Post, "/v1/chat/completions" | "/chat/completions") => {
                 self.chat_completions(&mut req)
             }
-            (_, "/health" | "/v1/models" | "/models" | "/v1/chat/completions" | "/chat/completions") => {
-                error(405, "invalid_request_error", format!("method not allowed on {path}"))
-            }
+            (
+                _,
+                "/health" | "/v1/models" | "/models" | "/v1/chat/completions" | "/chat/completions",
+            ) => error(
+                405,
+                "invalid_request_error",
+                format!("method not allowed on {path}"),
+            ),
             _ => error(404, "not_found_error", format!("no such endpoint: {path}")),
         };
         let header = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
@@ -158,7 +163,11 @@ impl Server {
             .take(MAX_REQUEST_BYTES + 1)
             .read_to_end(&mut raw)
         {
-            return error(400, "invalid_request_error", format!("cannot read body: {e}"));
+            return error(
+                400,
+                "invalid_request_error",
+                format!("cannot read body: {e}"),
+            );
         }
         if raw.len() as u64 > MAX_REQUEST_BYTES {
             return error(
@@ -251,10 +260,14 @@ fn content_text(v: Option<&Value>, i: usize) -> Result<String, String> {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => parts
             .iter()
-            .map(|p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
-                (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
-                _ => Err(format!("messages[{i}].content: only text parts are supported")),
-            })
+            .map(
+                |p| match (p.get("type").and_then(Value::as_str), p.get("text")) {
+                    (Some("text"), Some(Value::String(t))) => Ok(t.as_str()),
+                    _ => Err(format!(
+                        "messages[{i}].content: only text parts are supported"
+                    )),
+                },
+            )
             .collect::<Result<Vec<_>, _>>()
             .map(|v| v.concat()),
         Some(_) => Err(format!("messages[{i}].content must be a string")),
@@ -376,11 +389,26 @@ mod tests {
             (br#"{"messages":[]}"#, "empty"),
             (br#"{"messages":[{"role":"tool","content":"x"}]}"#, "role"),
             (br#"{"messages":[{"role":"user","content":5}]}"#, "string"),
-            (br#"{"messages":[{"role":"user","content":"x"}],"stream":true}"#, "stream"),
-            (br#"{"messages":[{"role":"user","content":"x"}],"n":2}"#, "n = 1"),
-            (br#"{"messages":[{"role":"user","content":"x"}],"max_tokens":-3}"#, "max_tokens"),
-            (br#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#, "temperature"),
-            (br#"{"messages":[{"role":"user","content":"x"}],"stop":[1]}"#, "stop"),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}],"stream":true}"#,
+                "stream",
+            ),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
+                "n = 1",
+            ),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}],"max_tokens":-3}"#,
+                "max_tokens",
+            ),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
+            (
+                br#"{"messages":[{"role":"user","content":"x"}],"stop":[1]}"#,
+                "stop",
+            ),
         ] {
             let e = parse_request(body).unwrap_err();
             assert!(e.contains(needle), "{}: {e}", String::from_utf8_lossy(body));
