@@ -200,8 +200,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], GgufError> {
-        let end = self.pos.checked_add(n).ok_or(GgufError::Truncated(self.pos))?;
-        let s = self.buf.get(self.pos..end).ok_or(GgufError::Truncated(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(GgufError::Truncated(self.pos))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(GgufError::Truncated(self.pos))?;
         self.pos = end;
         Ok(s)
     }
@@ -219,7 +225,10 @@ impl<'a> Cursor<'a> {
     fn count(&mut self) -> Result<usize, GgufError> {
         let n = self.u64()?;
         if n > MAX_COUNT {
-            return Err(GgufError::Invalid(format!("count {n} at byte {} is implausible", self.pos)));
+            return Err(GgufError::Invalid(format!(
+                "count {n} at byte {} is implausible",
+                self.pos
+            )));
         }
         Ok(n as usize)
     }
@@ -267,7 +276,10 @@ impl<'a> Cursor<'a> {
 impl Gguf {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| GgufError::Io { path: path.clone(), source };
+        let io = |source| GgufError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = File::open(&path).map_err(io)?;
         // SAFETY: the mapping is read-only and private; tenbit never writes model files while
         // running. If another process truncates the file underneath us the OS delivers SIGBUS,
@@ -299,7 +311,9 @@ impl Gguf {
             let name = c.string()?;
             let nd = c.u32()?;
             if nd == 0 || nd > 4 {
-                return Err(GgufError::Invalid(format!("tensor {name} has {nd} dimensions")));
+                return Err(GgufError::Invalid(format!(
+                    "tensor {name} has {nd} dimensions"
+                )));
             }
             let mut dims = Vec::with_capacity(nd as usize);
             for _ in 0..nd {
@@ -309,34 +323,56 @@ impl Gguf {
             let off = c.u64()?;
             raw.push((name, dims, ty, off));
         }
-        let align = metadata.get("general.alignment").and_then(Value::as_u64).unwrap_or(32) as usize;
+        let align = metadata
+            .get("general.alignment")
+            .and_then(Value::as_u64)
+            .unwrap_or(32) as usize;
         if align == 0 || !align.is_power_of_two() {
             return Err(GgufError::Invalid(format!("alignment {align}")));
         }
         let data_start = c.pos.div_ceil(align) * align;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, ggml_type, off) in raw {
-            let n: u64 = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-                GgufError::Invalid(format!("tensor {name} size overflows"))
-            })?;
+            let n: u64 = dims
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| GgufError::Invalid(format!("tensor {name} size overflows")))?;
             let size = match ggml_type.block_layout() {
                 Some((be, bb)) => {
                     if n % be as u64 != 0 {
-                        return Err(GgufError::Invalid(format!("tensor {name}: {n} elements not a multiple of block {be}")));
+                        return Err(GgufError::Invalid(format!(
+                            "tensor {name}: {n} elements not a multiple of block {be}"
+                        )));
                     }
                     (n / be as u64).checked_mul(bb as u64)
                 }
                 None => Some(0),
             }
             .ok_or_else(|| GgufError::Invalid(format!("tensor {name} size overflows")))?;
-            let offset = (data_start as u64).checked_add(off).ok_or(GgufError::Truncated(usize::MAX))?;
-            let end = offset.checked_add(size).ok_or(GgufError::Truncated(usize::MAX))?;
+            let offset = (data_start as u64)
+                .checked_add(off)
+                .ok_or(GgufError::Truncated(usize::MAX))?;
+            let end = offset
+                .checked_add(size)
+                .ok_or(GgufError::Truncated(usize::MAX))?;
             if end > map.len() as u64 {
                 return Err(GgufError::Truncated(offset as usize));
             }
-            tensors.push(TensorInfo { name, dims, ggml_type, offset: offset as usize, size: size as usize });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset: offset as usize,
+                size: size as usize,
+            });
         }
-        Ok(Gguf { path, map, version, metadata, tensors })
+        Ok(Gguf {
+            path,
+            map,
+            version,
+            metadata,
+            tensors,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -353,19 +389,27 @@ impl Gguf {
     }
 
     pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
-        self.get(key).and_then(Value::as_u64).ok_or_else(|| GgufError::MissingKey(key.into()))
+        self.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
-        self.get(key).and_then(Value::as_f32).ok_or_else(|| GgufError::MissingKey(key.into()))
+        self.get(key)
+            .and_then(Value::as_f32)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
-        self.get(key).and_then(Value::as_str).ok_or_else(|| GgufError::MissingKey(key.into()))
+        self.get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
     pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
-        self.get(key).and_then(Value::as_array).ok_or_else(|| GgufError::MissingKey(key.into()))
+        self.get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
     /// `general.architecture`, e.g. "llama" or "qwen2".
@@ -374,7 +418,10 @@ impl Gguf {
     }
 
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
-        self.tensors.iter().find(|t| t.name == name).ok_or_else(|| GgufError::MissingTensor(name.into()))
+        self.tensors
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| GgufError::MissingTensor(name.into()))
     }
 
     /// The raw (still quantised) bytes of a tensor, borrowed from the mapping.
