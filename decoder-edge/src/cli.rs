@@ -228,3 +228,21 @@ pub fn hash_logits_lines(
 pub fn short_hash(h: &[u8; 32]) -> String {
     hex::encode(&h[..8])
 }
+
+/// The hidden `hash-logits` subcommand of both binaries: print [`hash_logits_lines`] for a text.
+pub fn hash_logits_command(
+    input: Option<&Path>,
+    prompt: Option<&str>,
+    batched: bool,
+    model: &ModelArgs,
+    fetch: bool,
+) -> Result<()> {
+    let text = crate::io::read_input(input, DEFAULT_MAX_SIZE as u64)?;
+    let m = model.load(fetch)?;
+    let codec = LmCodec::new(&m, model.session_options())?;
+    print!(
+        "{}",
+        hash_logits_lines(&codec, prompt.map(str::as_bytes), &text, batched)?
+    );
+    Ok(())
+}

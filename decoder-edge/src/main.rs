@@ -225,18 +225,7 @@ fn run(cli: Cli) -> Result<()> {
             batched,
             model,
         } => {
-            let text = read_input(input.as_deref(), cli::DEFAULT_MAX_SIZE as u64)?;
-            let m = model.load(false)?;
-            let codec = LmCodec::new(&m, model.session_options())?;
-            print!(
-                "{}",
-                cli::hash_logits_lines(
-                    &codec,
-                    prompt.as_deref().map(str::as_bytes),
-                    &text,
-                    batched
-                )?
-            );
+            cli::hash_logits_command(input.as_deref(), prompt.as_deref(), batched, &model, false)?;
         }
     }
     Ok(())
