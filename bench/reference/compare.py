@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare tenbit's engine with the numpy float64 reference on one text.
 
-    bench/reference/compare.py MODEL.gguf TEXT_FILE     (needs numpy + gguf, see ref_llama.py)
+    /work/refbuild/venv/bin/python bench/reference/compare.py MODEL.gguf TEXT_FILE   (see README.md)
 
 Prints: top-1 agreement over all positions, mean |NLL difference|, mean bits/token of both,
 and whether the 32-token greedy continuations from the chat context agree.
@@ -34,12 +34,7 @@ agree = sum(a == b for a, b in zip(ref_top1, eng["top1"])) / len(ids)
 c = eng["context"]
 d = [abs(a - b) for a, b in zip(ref_nll[c - 1:], eng["nll"][c - 1:])]
 bits = lambda v: sum(v) / len(v) / math.log(2)  # noqa: E731
-seq = ids[:c]
-greedy = []
-for _ in range(len(eng["greedy_from_context"])):
-    t = int(np.argmax(ref.logits(seq)[-1]))
-    greedy.append(t)
-    seq.append(t)
+greedy = ref.greedy(ids[:c], len(eng["greedy_from_context"]))  # KV-cached, no stop token
 n_same = next((i for i, (a, b) in enumerate(zip(greedy, eng["greedy_from_context"])) if a != b), len(greedy))
 print(json.dumps({
     "positions": len(ids),
