@@ -158,7 +158,7 @@ fn frame_from_another_model_is_refused_with_exit_3() {
 #[test]
 fn newer_frame_version_is_refused_with_exit_3() {
     let mut frame = encode(&[], b"Version check.");
-    frame[0] = (frame[0] & 0x3f) | (2 << 6); // version field lives in the top two bits
+    frame[0] = (frame[0] & 0x3f) | (3 << 6); // version field lives in the top two bits
     let out = edge_decode(&[], &frame);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("newer"), "{}", stderr(&out));
