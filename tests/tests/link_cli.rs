@@ -187,7 +187,7 @@ fn send_and_listen_lora_sf9_paced_over_a_pty_cable() {
     drop((sa, sb));
 }
 
-/// One-way (FEC) and sealed, through stdin/stdout (`--port -`), as `tenbit send ... | tenbit-edge
+/// One-way (FEC over several 58-byte packets) and sealed, through stdin/stdout (`--port -`), as `tenbit send ... | tenbit-edge
 /// listen ...`: the text arrives exactly, and at the most verbose log level neither side ever
 /// prints the key (in any case), nor does the sender put the frame in clear on the wire.
 #[test]
@@ -196,8 +196,8 @@ fn sealed_broadcast_through_a_pipe_never_logs_the_key() {
     let key_hex = "8f3a1c5e9b2d4f6071a8c3e5d7f90b1d2e4f6a8c0b1d3e5f7a9c1e3f5b7d9e1f";
     std::fs::write(d.join("psk.hex"), format!("{key_hex}\n")).unwrap();
     let data = tenbit_tests::data_dir().join("llm");
-    let prompt = std::fs::read_to_string(data.join("45-vhf-mayday-call.prompt.txt")).unwrap();
-    let resp = data.join("45-vhf-mayday-call.response.txt");
+    let prompt = std::fs::read_to_string(data.join("40-mixture-math.prompt.txt")).unwrap();
+    let resp = data.join("40-mixture-math.response.txt");
     let text = std::fs::read(&resp).unwrap();
     let common = [
         "--port",
@@ -208,6 +208,8 @@ fn sealed_broadcast_through_a_pipe_never_logs_the_key() {
         "--parity",
         "50",
         "--no-pace",
+        "--mtu",
+        "58",
         "-vvv",
     ];
     let mut listener = Command::new(bin("tenbit-edge"))
