@@ -522,7 +522,7 @@ mod tests {
     fn random_row(ty: GgmlType, nb: usize, s: &mut u64, neg: bool) -> Vec<u8> {
         let bytes = row_bytes(ty, nb * QK).unwrap();
         let mut r: Vec<u8> = (0..bytes).map(|_| rng(s) as u8).collect();
-        let mut half = |s: &mut u64| {
+        let half = |s: &mut u64| {
             ((0x2000 + (rng(s) % 0x1bff) as u16) | if neg { 0x8000 } else { 0 }).to_le_bytes()
         };
         match ty {
