@@ -418,10 +418,16 @@ fn run(cli: Cli) -> Result<()> {
             let m = model.load(true)?;
             let codec = LmCodec::new(&m, model.session_options())?;
             let pb = spinner(quiet || frame.len() < 512, None, "decoding");
-            let msg =
+            // QA frames hold answer bits, not text: the shared edge path replays the small
+            // model's question-asking, exactly as tenbit-edge does.
+            let msg = if tenbit_models::lm_codec::frame_mode(&frame)? == Mode::Qa {
+                pb.set_message("replaying the question-asking");
+                cli::decode_frame_bytes(&codec, &frame, prompt.as_deref(), max_size)?
+            } else {
                 codec.decode_message(&frame, prompt.as_deref(), max_size, &mut |done, _| {
                     pb.set_message(format!("decoding: {done} tokens"));
-                })?;
+                })?
+            };
             pb.finish_and_clear();
             if let (Some(p), Some(pr)) = (&prompt_out, &msg.prompt) {
                 write_output(Some(p), pr)?;

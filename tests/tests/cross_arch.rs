@@ -775,7 +775,7 @@ fn qa_frames_replay_identically_on_aarch64() {
     .expect("bind the judge on loopback")
     .spawn();
     let work = Scratch::new();
-    let prompt = "What is 7 times 8?";
+    let prompt = "Is 17 a prime number? Answer yes or no."; // short conversation: qemu is ~35x slower
     let frame = work.0.join("qa.tbf");
     let mut enc = tools.host_cmd();
     enc.args([
