@@ -334,7 +334,7 @@ fn fuzz_message_body() {
             let len = (u16::from_le_bytes([body[n - 6], body[n - 5]]) as usize).min(n - 6);
             let mut c = LinkCrc::new();
             c.update(&body[..len]);
-            c.update(&body[n - 6..n - 4].to_vec());
+            c.update(&body[n - 6..n - 4]);
             let crc = c.finish().to_le_bytes();
             body[n - 4..].copy_from_slice(&crc);
         }
