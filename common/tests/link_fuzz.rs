@@ -1,7 +1,8 @@
 //! Fuzz harnesses for every link-facing parser: the packet parser, the COBS stream decoder,
 //! the message body check, the reassembler, the AEAD opener, the frame parser
 //! (`common/src/frame.rs`), the range decoder on random payloads, and the whole receive path
-//! (`io::Receiver`: COBS, packets, reassembly, opener, events) on mutated wire streams.
+//! (`io::Receiver`: COBS, packets, reassembly, opener, events) on mutated wire streams, and the
+//! ARQ sender's handling of whatever ACKs come back.
 //!
 //! Two kinds of tests live here:
 //! * `fuzz_*`: time-budgeted loops (driver in `fuzz_budget/mod.rs`). Each runs for
@@ -37,6 +38,7 @@
 //! | `fuzz_frame_parser`                  |      4,460,224 |
 //! | `fuzz_range_decoder`                 |        579,184 |
 //! | `fuzz_receiver_stack`                |        372,393 |
+//! | `fuzz_arq_sender`                    |     30,092,745 |
 #![cfg(all(feature = "std", feature = "fec", feature = "crypto"))]
 
 use proptest::prelude::*;
