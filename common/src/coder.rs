@@ -400,10 +400,9 @@ mod tests {
 
     #[test]
     fn decreasing_cdf_is_refused_not_wrapped() {
-        // Found by the link_fuzz range-decoder harness: `cdf[s + 1] - cdf[s]` underflowed
-        // (a panic with overflow checks, a huge frequency without).
-        // (Without overflow checks the wrapped frequency was caught later by `check`; with
-        // them, as in debug builds, it was a panic.)
+        // Found by the link_fuzz range-decoder harness: `cdf[s + 1] - cdf[s]` underflowed. With
+        // overflow checks (debug and test builds) that was a panic; without them the wrapped
+        // frequency was only caught later by `check`.
         let cdfs: [&[u32]; 4] = [
             &[0, 10, 300, 100],
             &[0, 300, 100],

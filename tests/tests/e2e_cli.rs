@@ -27,8 +27,8 @@ fn corpus_round_trips_host_to_edge_with_known_prompt() {
     let corpus = llm_corpus();
     assert!(corpus.len() >= 30, "corpus has {} responses", corpus.len());
     // Five responses spread over the whole corpus (old and new ones, short and long): CI time
-    // stays bounded however many responses the corpus grows to. `tenbit bench` and
-    // `link_sim` round-trip every file.
+    // stays bounded however many responses the corpus grows to. `tenbit bench` (without
+    // --no-decode) and bench/link_figures.sh round-trip every file.
     let step = corpus.len().div_ceil(5);
     for (name, prompt, text) in corpus.iter().step_by(step) {
         let p = String::from_utf8(prompt.clone()).unwrap();
