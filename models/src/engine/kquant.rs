@@ -125,10 +125,10 @@ pub fn dequant_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
                 for jb in 0..8 {
                     let mut c = [0u8; 32];
                     q6k_codes(blk, jb, &mut c);
-                    for l in 0..32 {
+                    for (l, &cl) in c.iter().enumerate() {
                         let v = 32 * jb + l;
                         let sc = blk[192 + v / 16] as i8;
-                        o[v] = (d * sc as f32) * (c[l] as i32 - 32) as f32;
+                        o[v] = (d * sc as f32) * (cl as i32 - 32) as f32;
                     }
                 }
             }
@@ -213,11 +213,11 @@ impl KKernels {
                 self.q5_0
             }
             GgmlType::Q4K => {
-                assert!(nb % 8 == 0 && row.len() == nb / 8 * Q4_K_BYTES);
+                assert!(nb.is_multiple_of(8) && row.len() == nb / 8 * Q4_K_BYTES);
                 self.q4_k
             }
             GgmlType::Q6K => {
-                assert!(nb % 8 == 0 && row.len() == nb / 8 * Q6_K_BYTES);
+                assert!(nb.is_multiple_of(8) && row.len() == nb / 8 * Q6_K_BYTES);
                 self.q6_k
             }
             other => panic!("KKernels::dot: unsupported type {other:?}"),
