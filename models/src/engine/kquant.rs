@@ -65,7 +65,7 @@ pub fn row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
         GgmlType::Q6K => (QK_K, Q6_K_BYTES),
         _ => return None,
     };
-    (cols % per == 0).then_some(cols / per * bytes)
+    cols.is_multiple_of(per).then_some(cols / per * bytes)
 }
 
 /// The 6-bit (scale, min) of sub-block `j` (0..8) from a Q4_K block's 12 packed bytes:
@@ -125,10 +125,10 @@ pub fn dequant_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
                 for jb in 0..8 {
                     let mut c = [0u8; 32];
                     q6k_codes(blk, jb, &mut c);
-                    for l in 0..32 {
+                    for (l, &cl) in c.iter().enumerate() {
                         let v = 32 * jb + l;
                         let sc = blk[192 + v / 16] as i8;
-                        o[v] = (d * sc as f32) * (c[l] as i32 - 32) as f32;
+                        o[v] = (d * sc as f32) * (cl as i32 - 32) as f32;
                     }
                 }
             }
@@ -213,11 +213,11 @@ impl KKernels {
                 self.q5_0
             }
             GgmlType::Q4K => {
-                assert!(nb % 8 == 0 && row.len() == nb / 8 * Q4_K_BYTES);
+                assert!(nb.is_multiple_of(8) && row.len() == nb / 8 * Q4_K_BYTES);
                 self.q4_k
             }
             GgmlType::Q6K => {
-                assert!(nb % 8 == 0 && row.len() == nb / 8 * Q6_K_BYTES);
+                assert!(nb.is_multiple_of(8) && row.len() == nb / 8 * Q6_K_BYTES);
                 self.q6_k
             }
             other => panic!("KKernels::dot: unsupported type {other:?}"),
@@ -231,8 +231,9 @@ impl KKernels {
 /// the same for every level.
 ///
 /// * `$i50(qh_qs: &[u8] /*20*/, q: &[i8] /*32*/) -> i32`: sum (code - 16) * q
-/// * `$i4k(qs: &[u8] /*32*/, q: &[i8] /*64*/) -> (i32, i32)`: low nibbles . q[..32], high . q[32..]
-/// * `$i6k(blk: &[u8], jb, q: &[i8] /*32*/) -> i32`: scale-weighted sum (code - 32) * q
+/// * `$i4k(blk: &[u8], q: &[i8] /*256*/) -> [i32; 8]`: per sub-block j, sum q_j * q_a
+/// * `$i6k(blk: &[u8], q: &[i8] /*256*/) -> [i32; 8]`: per 32 values, the scale-weighted
+///   sum (code - 32) * q_a
 macro_rules! k_row_fns {
     ($(#[$attr:meta])* $q50:ident, $q4k:ident, $q6k:ident, $i50:path, $i4k:path, $i6k:path) => {
         $(#[$attr])*
@@ -254,14 +255,11 @@ macro_rules! k_row_fns {
                 let d = lut_f16(lut, blk);
                 let dmin = lut_f16(lut, &blk[2..]);
                 let sc = &blk[4..16];
-                for i in 0..4 {
-                    let b = sb * 8 + 2 * i;
-                    let (lo, hi) = $i4k(&blk[16 + 32 * i..48 + 32 * i], &a.q[b * QK..b * QK + 2 * QK]);
-                    for (j, isum) in [(2 * i, lo), (2 * i + 1, hi)] {
-                        let (s, m) = q4k_scale_min(sc, j);
-                        let b = sb * 8 + j;
-                        acc += d * (a.d[b] * (s as i32 * isum) as f32) - dmin * (m as f32 * a.s[b]);
-                    }
+                let isums = $i4k(blk, &a.q[sb * QK_K..(sb + 1) * QK_K]);
+                for (j, &isum) in isums.iter().enumerate() {
+                    let (s, m) = q4k_scale_min(sc, j);
+                    let b = sb * 8 + j;
+                    acc += d * (a.d[b] * (s as i32 * isum) as f32) - dmin * (m as f32 * a.s[b]);
                 }
             }
             acc
@@ -272,9 +270,9 @@ macro_rules! k_row_fns {
             let mut acc = 0.0f32;
             for (sb, blk) in row.chunks_exact(Q6_K_BYTES).enumerate() {
                 let d = lut_f16(lut, &blk[208..]);
-                for jb in 0..8 {
+                let isums = $i6k(blk, &a.q[sb * QK_K..(sb + 1) * QK_K]);
+                for (jb, &isum) in isums.iter().enumerate() {
                     let b = sb * 8 + jb;
-                    let isum = $i6k(blk, jb, &a.q[b * QK..b * QK + QK]);
                     acc += d * (a.d[b] * isum as f32);
                 }
             }
@@ -319,7 +317,26 @@ pub(crate) mod scalar {
         (blk[192 + 2 * jb] as i8) as i32 * s0 + (blk[193 + 2 * jb] as i8) as i32 * s1
     }
 
-    k_row_fns!(q5_0, q4_k, q6_k, isum_q5_0, isum_q4_k, isum_q6_k);
+    #[inline(always)]
+    pub(crate) fn sb_q4_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for i in 0..4 {
+            (r[2 * i], r[2 * i + 1]) =
+                isum_q4_k(&blk[16 + 32 * i..48 + 32 * i], &q[64 * i..64 * i + 64]);
+        }
+        r
+    }
+
+    #[inline(always)]
+    pub(crate) fn sb_q6_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for (jb, o) in r.iter_mut().enumerate() {
+            *o = isum_q6_k(blk, jb, &q[32 * jb..32 * jb + 32]);
+        }
+        r
+    }
+
+    k_row_fns!(q5_0, q4_k, q6_k, isum_q5_0, sb_q4_k, sb_q6_k);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -372,26 +389,68 @@ mod x86 {
         hsum256(_mm256_madd_epi16(dot_i8_pairs(w, a), _mm256_set1_epi16(1)))
     }
 
+    /// The eight lane sums of eight vectors at once: `out[i] = sum of v[i]'s i32 lanes`.
+    /// Integer additions only, so the grouping cannot change a result.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn isum_q4_k(qs: &[u8], q: &[i8]) -> (i32, i32) {
-        let raw = _mm256_loadu_si256(qs.as_ptr() as *const __m256i);
-        let m4 = _mm256_set1_epi8(0x0f);
-        let lo = _mm256_and_si256(raw, m4);
-        let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-        let a0 = _mm256_loadu_si256(q.as_ptr() as *const __m256i);
-        let a1 = _mm256_loadu_si256(q.as_ptr().add(32) as *const __m256i);
-        let one = _mm256_set1_epi16(1);
-        // u8 (0..15) * i8 pairs: |pair| <= 2 * 15 * 128, no saturation.
-        (
-            hsum256(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), one)),
-            hsum256(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), one)),
-        )
+    fn hsum8(v: [__m256i; 8]) -> [i32; 8] {
+        let h01 = _mm256_hadd_epi32(v[0], v[1]);
+        let h23 = _mm256_hadd_epi32(v[2], v[3]);
+        let h45 = _mm256_hadd_epi32(v[4], v[5]);
+        let h67 = _mm256_hadd_epi32(v[6], v[7]);
+        // Per 128-bit lane: partial sums of [v0, v1, v2, v3] (resp. v4..v7).
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        let s0 = _mm_add_epi32(
+            _mm256_castsi256_si128(h0123),
+            _mm256_extracti128_si256(h0123, 1),
+        );
+        let s1 = _mm_add_epi32(
+            _mm256_castsi256_si128(h4567),
+            _mm256_extracti128_si256(h4567, 1),
+        );
+        let mut out = [0i32; 8];
+        // SAFETY: `out` has room for 2 x 4 i32 (unaligned stores).
+        unsafe {
+            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, s0);
+            _mm_storeu_si128(out.as_mut_ptr().add(4) as *mut __m128i, s1);
+        }
+        out
     }
 
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn isum_q6_k(blk: &[u8], jb: usize, q: &[i8]) -> i32 {
+    unsafe fn isum_q4_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let one = _mm256_set1_epi16(1);
+        let mut v = [_mm256_setzero_si256(); 8];
+        for i in 0..4 {
+            let raw = _mm256_loadu_si256(blk.as_ptr().add(16 + 32 * i) as *const __m256i);
+            let lo = _mm256_and_si256(raw, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            let a0 = _mm256_loadu_si256(q.as_ptr().add(64 * i) as *const __m256i);
+            let a1 = _mm256_loadu_si256(q.as_ptr().add(64 * i + 32) as *const __m256i);
+            // u8 (0..15) * i8 pairs: |pair| <= 2 * 15 * 128, no saturation.
+            v[2 * i] = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), one);
+            v[2 * i + 1] = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), one);
+        }
+        hsum8(v)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn isum_q6_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let mut v = [_mm256_setzero_si256(); 8];
+        for (jb, o) in v.iter_mut().enumerate() {
+            *o = q6_k_lanes(blk, jb, &q[32 * jb..32 * jb + 32]);
+        }
+        hsum8(v)
+    }
+
+    /// Group `jb`'s scale-weighted products as eight i32 lanes (summed by `hsum8`).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn q6_k_lanes(blk: &[u8], jb: usize, q: &[i8]) -> __m256i {
         let (lo, ls, hi, hs) = q6k_place(jb);
         let l = _mm256_loadu_si256(blk.as_ptr().add(lo) as *const __m256i);
         let h = _mm256_loadu_si256(blk.as_ptr().add(hi) as *const __m256i);
@@ -412,7 +471,7 @@ mod x86 {
             _mm_set1_epi16((blk[193 + 2 * jb] as i8) as i16),
             _mm_set1_epi16((blk[192 + 2 * jb] as i8) as i16),
         );
-        hsum256(_mm256_madd_epi16(dot_i8_pairs(w, a), sc))
+        _mm256_madd_epi16(dot_i8_pairs(w, a), sc)
     }
 
     k_row_fns!(
@@ -495,14 +554,35 @@ mod arm {
         (blk[192 + 2 * jb] as i8) as i32 * s[0] + (blk[193 + 2 * jb] as i8) as i32 * s[1]
     }
 
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn sb_q4_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for i in 0..4 {
+            (r[2 * i], r[2 * i + 1]) =
+                isum_q4_k(&blk[16 + 32 * i..48 + 32 * i], &q[64 * i..64 * i + 64]);
+        }
+        r
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon")]
+    unsafe fn sb_q6_k(blk: &[u8], q: &[i8]) -> [i32; 8] {
+        let mut r = [0i32; 8];
+        for (jb, o) in r.iter_mut().enumerate() {
+            *o = isum_q6_k(blk, jb, &q[32 * jb..32 * jb + 32]);
+        }
+        r
+    }
+
     k_row_fns!(
         #[target_feature(enable = "neon")]
         q5_0,
         q4_k,
         q6_k,
         isum_q5_0,
-        isum_q4_k,
-        isum_q6_k
+        sb_q4_k,
+        sb_q6_k
     );
 }
 
