@@ -207,6 +207,14 @@ fn run(cli: Cli) -> Result<()> {
             let codec = LmCodec::new(&m, model.session_options())?;
             println!("model     {}", model.resolve(false)?.display());
             println!("sha256    {}", hex::encode(m.content_hash()));
+            if let Some(a) = m.adapter() {
+                println!(
+                    "adapter   {} (rank {}, {})",
+                    hex::encode(a.content_hash()),
+                    a.rank,
+                    a.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")
+                );
+            }
             println!(
                 "identity  {} (frame tag 0x{:02x})",
                 hex::encode(codec.identity().0),
