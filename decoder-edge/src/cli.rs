@@ -238,7 +238,7 @@ pub fn decode_frame_bytes(
 
 /// A frame for another (model, adapter) pair: say which adapter this side has, since the
 /// usual cause is a missing or different `--adapter` (the exit status stays 3).
-fn adapter_hint(codec: &LmCodec<'_>, e: CodecError) -> anyhow::Error {
+pub fn adapter_hint(codec: &LmCodec<'_>, e: CodecError) -> anyhow::Error {
     if !matches!(e, CodecError::Frame(FrameError::ModelMismatch { .. })) {
         return e.into();
     }
