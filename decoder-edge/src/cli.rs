@@ -139,6 +139,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(f) = cause.downcast_ref::<FrameError>() {
             return frame_code(f);
         }
+        if let Some(t) = cause.downcast_ref::<tenbit_models::adapter::transfer::TransferError>() {
+            return match t {
+                tenbit_models::adapter::transfer::TransferError::TooLarge(_) => exit::BAD_INPUT,
+                _ => exit::CORRUPT,
+            };
+        }
         if let Some(a) = cause.downcast_ref::<AdapterError>() {
             return match a {
                 AdapterError::WrongBase { .. }
