@@ -162,3 +162,20 @@ fn adapter_send_and_receive_over_a_pty_cable() {
     assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&src).unwrap());
     drop((sa, sb));
 }
+
+#[test]
+fn the_edge_binary_does_not_link_the_training_code() {
+    // `cargo` is the one running this test; the lock file pins the graph, so this is offline.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "--offline", "-e", "normal", "-p", "tenbit-edge"])
+        .current_dir(tenbit_tests::repo_root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.contains("tenbit-models"), "{tree}");
+    for banned in ["candle", "tenbit-train", "gemm"] {
+        assert!(!tree.contains(banned), "tenbit-edge links {banned}:\n{tree}");
+    }
+}
