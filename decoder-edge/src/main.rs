@@ -292,7 +292,11 @@ fn run(cli: Cli) -> Result<()> {
                     "adapter   {} (rank {}, {})",
                     hex::encode(a.content_hash()),
                     a.rank,
-                    a.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")
+                    a.targets
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
             }
             println!(

@@ -725,7 +725,10 @@ fn lora_train(
     model: &ModelArgs,
     quiet: bool,
 ) -> Result<()> {
-    anyhow::ensure!(cfg.rank >= 1 && cfg.steps >= 1, "--rank and --steps must be at least 1");
+    anyhow::ensure!(
+        cfg.rank >= 1 && cfg.steps >= 1,
+        "--rank and --steps must be at least 1"
+    );
     anyhow::ensure!(cfg.seq_len >= 16, "--seq-len must be at least 16");
     anyhow::ensure!(!cfg.targets.is_empty(), "--targets names no projection");
     let mut margs = model.clone();
@@ -758,15 +761,29 @@ fn lora_train(
     let mut first = f32::NAN;
     let adapter = tenbit_train::train(&m, &docs, cfg, &mut |r| {
         tokens += r.tokens;
-        ema = if ema.is_nan() { r.loss } else { 0.9 * ema + 0.1 * r.loss };
+        ema = if ema.is_nan() {
+            r.loss
+        } else {
+            0.9 * ema + 0.1 * r.loss
+        };
         if r.step <= 10 {
-            first = if first.is_nan() { r.loss } else { first + (r.loss - first) / r.step as f32 };
+            first = if first.is_nan() {
+                r.loss
+            } else {
+                first + (r.loss - first) / r.step as f32
+            };
         }
         let tps = tokens as f64 / t0.elapsed().as_secs_f64();
         pb.set_position(r.step as u64);
         pb.set_message(format!("loss {:.3} (avg {ema:.3}) {tps:.0} tok/s", r.loss));
         if r.step % 10 == 0 || r.step == r.steps {
-            tracing::info!(step = r.step, loss = r.loss, avg = ema, tok_s = tps, "training");
+            tracing::info!(
+                step = r.step,
+                loss = r.loss,
+                avg = ema,
+                tok_s = tps,
+                "training"
+            );
         }
     })?;
     pb.finish_and_clear();
@@ -788,9 +805,17 @@ fn lora_train(
 fn adapter_info(file: &std::path::Path) -> Result<()> {
     let a = tenbit_models::adapter::Adapter::load(file)?;
     let id = tenbit_models::lm_codec::identity_of(&a.base_model, Some(&a.content_hash()));
-    let params: usize = a.layers.iter().flatten().map(|p| p.a.len() + p.b.len()).sum();
+    let params: usize = a
+        .layers
+        .iter()
+        .flatten()
+        .map(|p| p.a.len() + p.b.len())
+        .sum();
     println!("file       {} ({} bytes)", file.display(), a.file_len());
-    println!("format     tenbit LoRA v{}", tenbit_models::adapter::VERSION);
+    println!(
+        "format     tenbit LoRA v{}",
+        tenbit_models::adapter::VERSION
+    );
     println!("sha256     {}", hex::encode(a.content_hash()));
     println!("base model {}", hex::encode(a.base_model));
     println!(
@@ -804,9 +829,17 @@ fn adapter_info(file: &std::path::Path) -> Result<()> {
     );
     println!(
         "targets    {}",
-        a.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(",")
+        a.targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    println!("identity   {} (frame tag 0x{:02x})", hex::encode(id.0), id.tag());
+    println!(
+        "identity   {} (frame tag 0x{:02x})",
+        hex::encode(id.0),
+        id.tag()
+    );
     Ok(())
 }
 

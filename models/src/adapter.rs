@@ -329,7 +329,11 @@ impl Adapter {
     }
 
     /// Refuse a model this adapter was not made for.
-    pub fn check_base(&self, model_hash: &[u8; 32], dims: &AdapterDims) -> Result<(), AdapterError> {
+    pub fn check_base(
+        &self,
+        model_hash: &[u8; 32],
+        dims: &AdapterDims,
+    ) -> Result<(), AdapterError> {
         if &self.base_model != model_hash {
             return Err(AdapterError::WrongBase {
                 expected: hex::encode(self.base_model),
@@ -404,7 +408,11 @@ fn encode(
         return bad(format!("rank {rank}, {} layers", dims.n_layer));
     }
     if layers.len() != dims.n_layer || targets.is_empty() {
-        return bad(format!("{} layers given for {}", layers.len(), dims.n_layer));
+        return bad(format!(
+            "{} layers given for {}",
+            layers.len(),
+            dims.n_layer
+        ));
     }
     let mask = targets.iter().fold(0u8, |m, t| m | t.bit());
     let mut out = Vec::with_capacity(HEADER_LEN);
@@ -425,12 +433,21 @@ fn encode(
     debug_assert_eq!(out.len(), HEADER_LEN);
     for (li, l) in layers.iter().enumerate() {
         if l.len() != targets.len() {
-            return bad(format!("layer {li}: {} pairs for {} targets", l.len(), targets.len()));
+            return bad(format!(
+                "layer {li}: {} pairs for {} targets",
+                l.len(),
+                targets.len()
+            ));
         }
         for (t, p) in targets.iter().zip(l) {
             let (i, o) = t.dims(dims);
             if p.a.len() != rank * i || p.b.len() != o * rank {
-                return bad(format!("layer {li} {}: A {} B {}", t.name(), p.a.len(), p.b.len()));
+                return bad(format!(
+                    "layer {li} {}: A {} B {}",
+                    t.name(),
+                    p.a.len(),
+                    p.b.len()
+                ));
             }
             for &v in p.a.iter().chain(&p.b) {
                 match dtype {
@@ -527,20 +544,29 @@ mod tests {
             assert_eq!(b.content_hash(), <[u8; 32]>::from(Sha256::digest(&bytes)));
             assert_eq!(b.to_bytes(), bytes);
         }
-        assert_ne!(sample(Dtype::F32).content_hash(), sample(Dtype::F16).content_hash());
+        assert_ne!(
+            sample(Dtype::F32).content_hash(),
+            sample(Dtype::F16).content_hash()
+        );
     }
 
     #[test]
     fn refuses_bad_files() {
         let bytes = sample(Dtype::F16).to_bytes();
-        assert!(matches!(Adapter::from_bytes(b"GGUF1234"), Err(AdapterError::BadMagic)));
+        assert!(matches!(
+            Adapter::from_bytes(b"GGUF1234"),
+            Err(AdapterError::BadMagic)
+        ));
         assert!(matches!(
             Adapter::from_bytes(&bytes[..bytes.len() - 1]),
             Err(AdapterError::Corrupt(_))
         ));
         let mut newer = bytes.clone();
         newer[8] = 9;
-        assert!(matches!(Adapter::from_bytes(&newer), Err(AdapterError::NewerVersion(9))));
+        assert!(matches!(
+            Adapter::from_bytes(&newer),
+            Err(AdapterError::NewerVersion(9))
+        ));
         let a = sample(Dtype::F16);
         let err = a.check_base(&[8; 32], &dims()).unwrap_err();
         assert!(err.to_string().contains("base model"), "{err}");
@@ -610,7 +636,9 @@ pub mod transfer {
         NotAChunk,
         #[error("adapter chunk {index} of {count} is out of range")]
         BadIndex { index: u32, count: u32 },
-        #[error("adapter chunk belongs to another transfer (adapter {found}, expected {expected})")]
+        #[error(
+            "adapter chunk belongs to another transfer (adapter {found}, expected {expected})"
+        )]
         OtherAdapter { expected: String, found: String },
         #[error("reassembled adapter has sha256 {found}, the sender announced {expected}: corrupt transfer")]
         HashMismatch { expected: String, found: String },
@@ -725,8 +753,14 @@ pub mod transfer {
             let last = bad[3].len() - 1;
             bad[3][last] ^= 1;
             let res: Vec<_> = bad.iter().map(|m| a.push(m)).collect();
-            assert!(matches!(res.last().unwrap(), Err(TransferError::HashMismatch { .. })));
-            assert_eq!(Assembler::new().push(b"GGUF").unwrap_err(), TransferError::NotAChunk);
+            assert!(matches!(
+                res.last().unwrap(),
+                Err(TransferError::HashMismatch { .. })
+            ));
+            assert_eq!(
+                Assembler::new().push(b"GGUF").unwrap_err(),
+                TransferError::NotAChunk
+            );
         }
     }
 }

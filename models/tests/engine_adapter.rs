@@ -102,7 +102,10 @@ fn adapter_logits_are_identical_across_levels_threads_and_chunkings() {
     m.set_adapter(adapter(&m, false)).unwrap();
     let want = one_by_one(&m, KernelLevel::Scalar, 1);
     let changed = want.iter().zip(&base).filter(|(a, b)| a != b).count();
-    assert_eq!(changed, N, "a nonzero adapter must change every position's logits");
+    assert_eq!(
+        changed, N,
+        "a nonzero adapter must change every position's logits"
+    );
     for level in KernelLevel::available() {
         for threads in [1, 2] {
             if level == KernelLevel::Scalar && threads > 1 {
@@ -110,7 +113,10 @@ fn adapter_logits_are_identical_across_levels_threads_and_chunkings() {
             }
             let got = one_by_one(&m, level, threads);
             let first = got.iter().zip(&want).position(|(a, b)| a != b);
-            assert_eq!(first, None, "{level}/{threads} threads differs at {first:?}");
+            assert_eq!(
+                first, None,
+                "{level}/{threads} threads differs at {first:?}"
+            );
         }
     }
     let level = KernelLevel::detect();

@@ -41,10 +41,14 @@ fn adapter_frames_need_the_same_adapter_on_the_edge() {
         identity_of(&mh, Some(&hb)).tag(),
     ];
     // Distinct tags make the refusal a model mismatch (3) rather than a checksum failure (4).
-    assert!(tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2], "{tags:?}");
+    assert!(
+        tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+        "{tags:?}"
+    );
     let (a, b) = (pa.to_str().unwrap(), pb.to_str().unwrap());
-    let text = std::fs::read(tenbit_tests::data_dir().join("llm/03-python-reverse-list.response.txt"))
-        .unwrap();
+    let text =
+        std::fs::read(tenbit_tests::data_dir().join("llm/03-python-reverse-list.response.txt"))
+            .unwrap();
     let enc = |args: &[&str]| {
         let o = run(&bin("tenbit"), &[&["encode"], args].concat(), &text);
         assert!(o.status.success(), "encode: {}", stderr(&o));
@@ -55,7 +59,9 @@ fn adapter_frames_need_the_same_adapter_on_the_edge() {
     assert_ne!(with_a, plain, "the adapter must change the coding");
     assert_eq!(with_a[1], tags[1], "frame names (model, adapter)");
 
-    let dec = |args: &[&str], frame: &[u8]| run(&bin("tenbit-edge"), &[&["decode"], args].concat(), frame);
+    let dec = |args: &[&str], frame: &[u8]| {
+        run(&bin("tenbit-edge"), &[&["decode"], args].concat(), frame)
+    };
     let ok = dec(&["--adapter", a], &with_a);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert_eq!(ok.stdout, text);
@@ -65,11 +71,19 @@ fn adapter_frames_need_the_same_adapter_on_the_edge() {
 
     let none = dec(&[], &with_a);
     assert_eq!(none.status.code(), Some(3), "{}", stderr(&none));
-    assert!(stderr(&none).contains("pass the same file with --adapter"), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("pass the same file with --adapter"),
+        "{}",
+        stderr(&none)
+    );
     assert!(none.stdout.is_empty());
     let other = dec(&["--adapter", b], &with_a);
     assert_eq!(other.status.code(), Some(3), "{}", stderr(&other));
-    assert!(stderr(&other).contains("applies adapter"), "{}", stderr(&other));
+    assert!(
+        stderr(&other).contains("applies adapter"),
+        "{}",
+        stderr(&other)
+    );
     let host_none = run(&bin("tenbit"), &["decode"], &with_a);
     assert_eq!(host_none.status.code(), Some(3), "{}", stderr(&host_none));
     // And the other way round: a base frame is refused by a decoder holding an adapter.
@@ -81,7 +95,10 @@ fn adapter_frames_need_the_same_adapter_on_the_edge() {
     let info = String::from_utf8_lossy(&info.stdout).into_owned();
     assert!(info.contains(&hex(&ha)), "{info}");
     assert!(info.contains("targets    q,v"), "{info}");
-    assert!(info.contains(&format!("frame tag 0x{:02x}", tags[1])), "{info}");
+    assert!(
+        info.contains(&format!("frame tag 0x{:02x}", tags[1])),
+        "{info}"
+    );
 }
 
 fn hex(h: &[u8; 32]) -> String {
@@ -102,9 +119,17 @@ fn adapter_for_another_base_model_is_refused_with_exit_3() {
     }
     let junk = d.join("junk.tbl");
     std::fs::write(&junk, b"not an adapter at all").unwrap();
-    let o = run(&bin("tenbit-edge"), &["decode", "--adapter", junk.to_str().unwrap()], b"");
+    let o = run(
+        &bin("tenbit-edge"),
+        &["decode", "--adapter", junk.to_str().unwrap()],
+        b"",
+    );
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not a tenbit LoRA adapter"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a tenbit LoRA adapter"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn relay(mut from: TTYPort, mut to: TTYPort) {
@@ -136,11 +161,21 @@ fn adapter_send_and_receive_over_a_pty_cable() {
     let (ma, sa) = TTYPort::pair().expect("openpty");
     let (mb, sb) = TTYPort::pair().expect("openpty");
     let (pa, pb) = (sa.name().unwrap(), sb.name().unwrap());
-    relay(ma.try_clone_native().unwrap(), mb.try_clone_native().unwrap());
+    relay(
+        ma.try_clone_native().unwrap(),
+        mb.try_clone_native().unwrap(),
+    );
     relay(mb, ma);
     let link = ["--link", "serial-921600", "--no-pace"];
     let rx = Command::new(bin("tenbit-edge"))
-        .args(["adapter", "receive", "--port", &pb, "-o", dst.to_str().unwrap()])
+        .args([
+            "adapter",
+            "receive",
+            "--port",
+            &pb,
+            "-o",
+            dst.to_str().unwrap(),
+        ])
         .args(link)
         .env("TENBIT_MODEL", model_path())
         .stdout(Stdio::piped())
@@ -176,6 +211,61 @@ fn the_edge_binary_does_not_link_the_training_code() {
     let tree = String::from_utf8_lossy(&out.stdout);
     assert!(tree.contains("tenbit-models"), "{tree}");
     for banned in ["candle", "tenbit-train", "gemm"] {
-        assert!(!tree.contains(banned), "tenbit-edge links {banned}:\n{tree}");
+        assert!(
+            !tree.contains(banned),
+            "tenbit-edge links {banned}:\n{tree}"
+        );
     }
+}
+
+#[test]
+fn lora_train_writes_an_adapter_that_both_ends_use() {
+    let d = tmp("train");
+    let data = d.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let llm = tenbit_tests::data_dir().join("llm");
+    for f in [
+        "05-train-math.prompt.txt",
+        "05-train-math.response.txt",
+        "06-apples-math.response.txt",
+    ] {
+        std::fs::copy(llm.join(f), data.join(f)).unwrap();
+    }
+    let out = d.join("math.tbl");
+    let o = run(
+        &bin("tenbit"),
+        &[
+            "lora",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--seq-len",
+            "48",
+            "--rank",
+            "2",
+            "--targets",
+            "q,v,down",
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "train: {}", stderr(&o));
+    assert!(stderr(&o).contains("2 documents"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("trained in"), "{}", stderr(&o));
+    let a = tenbit_models::adapter::Adapter::load(&out).unwrap();
+    assert_eq!((a.rank, a.targets.len()), (2, 3));
+    let text = std::fs::read(llm.join("06-apples-math.response.txt")).unwrap();
+    let p = out.to_str().unwrap();
+    let frame = run(&bin("tenbit"), &["encode", "--adapter", p], &text);
+    assert!(frame.status.success(), "{}", stderr(&frame));
+    let back = run(
+        &bin("tenbit-edge"),
+        &["decode", "--adapter", p],
+        &frame.stdout,
+    );
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert_eq!(back.stdout, text);
 }

@@ -413,7 +413,11 @@ impl BaseModel {
             let v = expand(&v)?;
             let s = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
             let p = candle_nn::ops::softmax(&s, D::Minus1)?;
-            let att = p.matmul(&v)?.transpose(0, 1)?.contiguous()?.reshape((t, self.n_embd))?;
+            let att = p
+                .matmul(&v)?
+                .transpose(0, 1)?
+                .contiguous()?
+                .reshape((t, self.n_embd))?;
             x = (x + proj(&att, 3)?)?;
             let xn = self.rmsnorm(&x, &l.ffn_norm)?;
             let g = proj(&xn, 4)?.silu()?;
@@ -514,8 +518,18 @@ impl Lora {
         for l in &self.pairs {
             let mut v = Vec::new();
             for (a, b) in l.iter().flatten() {
-                let a = a.as_tensor().t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-                let b = b.as_tensor().t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+                let a = a
+                    .as_tensor()
+                    .t()?
+                    .contiguous()?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                let b = b
+                    .as_tensor()
+                    .t()?
+                    .contiguous()?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
                 v.push(LoraPair { a, b });
             }
             layers.push(v);

@@ -39,7 +39,8 @@ fn training_lowers_the_loss_in_candle_and_in_the_engine() {
     let mut m = model();
     let tok = Tokenizer::from_gguf(m.gguf()).unwrap();
     let chat = ChatTemplate::from_gguf(m.gguf()).unwrap();
-    let text = b"def area(w, h):\n    return w * h\n\n\ndef volume(w, h, d):\n    return area(w, h) * d\n";
+    let text =
+        b"def area(w, h):\n    return w * h\n\n\ndef volume(w, h, d):\n    return area(w, h) * d\n";
     let doc = doc_for(&tok, &chat, None, text);
     let seq = Sequence {
         tokens: [doc.context.clone(), doc.body.clone()].concat(),
@@ -75,7 +76,10 @@ fn training_lowers_the_loss_in_candle_and_in_the_engine() {
         losses[3] < losses[0] - 0.05,
         "loss did not decrease: {losses:?}"
     );
-    assert!(((losses[0] as f64) - candle_loss).abs() < 1e-3, "step 1 starts at the base (B = 0)");
+    assert!(
+        ((losses[0] as f64) - candle_loss).abs() < 1e-3,
+        "step 1 starts at the base (B = 0)"
+    );
     // Through the file format, into the engine.
     let adapter = Adapter::from_bytes(&adapter.to_bytes()).unwrap();
     assert_eq!(adapter.targets, vec![Target::Q, Target::V, Target::Down]);
