@@ -91,3 +91,52 @@ pub fn llm_corpus() -> Vec<(String, Vec<u8>, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Write a deterministic LoRA adapter for the default model (nonzero, small weights) and
+/// return its sha256. `base` overrides the base-model hash (to test refusals).
+pub fn write_test_adapter(
+    path: &Path,
+    seed: u64,
+    rank: usize,
+    targets: &[tenbit_models::adapter::Target],
+    base: Option<[u8; 32]>,
+) -> [u8; 32] {
+    use tenbit_models::adapter::{Adapter, Dtype, LoraPair};
+    let m = tenbit_models::engine::Model::load(model_path()).expect("load model");
+    let dims = m.adapter_dims();
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut rnd = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1
+    };
+    let mut sorted = targets.to_vec();
+    sorted.sort_by_key(|t| t.bit());
+    let layers = (0..dims.n_layer)
+        .map(|_| {
+            sorted
+                .iter()
+                .map(|t| {
+                    let (i, o) = t.dims(&dims);
+                    LoraPair {
+                        a: (0..rank * i).map(|_| rnd()).collect(),
+                        b: (0..o * rank).map(|_| rnd()).collect(),
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let a = Adapter::new(
+        base.unwrap_or_else(|| m.content_hash()),
+        rank,
+        2.0 * rank as f32,
+        Dtype::F16,
+        sorted,
+        dims,
+        layers,
+    )
+    .expect("build adapter");
+    a.save(path).expect("write adapter");
+    a.content_hash()
+}

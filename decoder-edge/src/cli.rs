@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use tenbit_common::frame::{FrameError, Mode};
+use tenbit_models::adapter::{Adapter, AdapterError};
 use tenbit_models::catalogue;
 use tenbit_models::engine::{KernelLevel, Model, SessionOptions};
 use tenbit_models::lm_codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
@@ -46,6 +47,10 @@ pub struct ModelArgs {
     /// Force a kernel level (scalar, sse2, avx2, avx512, neon, neon-dot). Never changes the output.
     #[arg(long, value_name = "LEVEL")]
     pub kernel: Option<KernelLevel>,
+    /// LoRA adapter file (from `tenbit lora train`) applied to the small model. Frames name
+    /// the (model, adapter) pair: both ends must load the same adapter file.
+    #[arg(long, env = "TENBIT_ADAPTER", value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
 }
 
 impl ModelArgs {
@@ -84,7 +89,20 @@ impl ModelArgs {
     pub fn load(&self, fetch: bool) -> Result<Model> {
         let path = self.resolve(fetch)?;
         tracing::debug!(path = %path.display(), "loading model");
-        Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))
+        let mut m =
+            Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+        if let Some(a) = &self.adapter {
+            let ad = Adapter::load(a)?;
+            tracing::info!(
+                adapter = %a.display(),
+                sha256 = %short_hash(&ad.content_hash()),
+                rank = ad.rank,
+                "applying LoRA adapter"
+            );
+            m.set_adapter(ad)
+                .with_context(|| format!("cannot apply adapter {}", a.display()))?;
+        }
+        Ok(m)
     }
 }
 
@@ -120,6 +138,21 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(f) = cause.downcast_ref::<FrameError>() {
             return frame_code(f);
+        }
+        if let Some(t) = cause.downcast_ref::<tenbit_models::adapter::transfer::TransferError>() {
+            return match t {
+                tenbit_models::adapter::transfer::TransferError::TooLarge(_) => exit::BAD_INPUT,
+                _ => exit::CORRUPT,
+            };
+        }
+        if let Some(a) = cause.downcast_ref::<AdapterError>() {
+            return match a {
+                AdapterError::WrongBase { .. }
+                | AdapterError::Shape(_)
+                | AdapterError::NewerVersion(_) => exit::WRONG_MODEL,
+                AdapterError::Io { .. } => exit::FAILURE,
+                _ => exit::BAD_INPUT,
+            };
         }
         if let Some(IoError::TooLarge { .. }) = cause.downcast_ref::<IoError>() {
             return exit::BAD_INPUT;
@@ -188,7 +221,9 @@ pub fn decode_frame_bytes(
         tracing::info!(
             "QA frame: replaying the small model's questions with the received answer bits"
         );
-        let t = codec.decode_qa(frame, p)?;
+        let t = codec
+            .decode_qa(frame, p)
+            .map_err(|e| adapter_hint(codec, e))?;
         for (i, (q, a)) in t.questions.iter().enumerate() {
             tracing::info!(
                 question = i + 1,
@@ -202,7 +237,25 @@ pub fn decode_frame_bytes(
             text: t.final_answer.into_bytes(),
         });
     }
-    Ok(codec.decode_message(frame, prompt, max_size, &mut progress)?)
+    codec
+        .decode_message(frame, prompt, max_size, &mut progress)
+        .map_err(|e| adapter_hint(codec, e))
+}
+
+/// A frame for another (model, adapter) pair: say which adapter this side has, since the
+/// usual cause is a missing or different `--adapter` (the exit status stays 3).
+pub fn adapter_hint(codec: &LmCodec<'_>, e: CodecError) -> anyhow::Error {
+    if !matches!(e, CodecError::Frame(FrameError::ModelMismatch { .. })) {
+        return e.into();
+    }
+    let hint = match codec.model().adapter() {
+        None => "no adapter is loaded here: if the sender used a LoRA adapter, pass the same file with --adapter".to_string(),
+        Some(a) => format!(
+            "this decoder applies adapter {} (sha256 prefix): the frame was coded without it or with another adapter or model",
+            short_hash(&a.content_hash())
+        ),
+    };
+    anyhow::Error::new(e).context(hint)
 }
 
 /// Default `--max-size` for messages, in bytes.

@@ -79,6 +79,11 @@ enum Cmd {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// LoRA adapters: receive one sent with `tenbit adapter send`.
+    Adapter {
+        #[command(subcommand)]
+        cmd: AdapterCmd,
+    },
     /// Print the model's identity (what frames must name to be accepted here).
     Info {
         #[command(flatten)]
@@ -96,6 +101,78 @@ enum Cmd {
         #[command(flatten)]
         model: ModelArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum AdapterCmd {
+    /// Receive an adapter over the link, check its sha256 (and that it fits the local model,
+    /// when that is installed), and write it to --out. Then decode with --adapter FILE.
+    #[command(
+        after_help = "Example:\n  tenbit-edge adapter receive --link serial-115200 --port /dev/ttyAMA0 -o /var/lib/tenbit/python.tbl"
+    )]
+    Receive {
+        #[command(flatten)]
+        link: LinkArgs,
+        /// Where to write the adapter.
+        #[arg(short, long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+/// `tenbit-edge adapter receive`: collect chunks until the file is whole and hash-checked.
+fn adapter_receive(link: LinkArgs, out: PathBuf, model: ModelArgs) -> Result<()> {
+    use tenbit_models::adapter::{transfer::Assembler, Adapter};
+    let cfg = link.config()?;
+    let port = link.open()?;
+    let mut rx = Receiver::new(port, &cfg)?;
+    let mut asm = Assembler::new();
+    tracing::info!(port = %link.port, "waiting for an adapter");
+    let bytes = loop {
+        let ev = rx
+            .next_event()
+            .with_context(|| format!("link on {} failed", link.port))?;
+        let msg = match ev {
+            Event::Message(m) => m,
+            Event::Lost { msg_id } => {
+                tracing::warn!(msg_id, "message lost on the link");
+                continue;
+            }
+        };
+        match asm.push(&msg.payload) {
+            Ok(Some(b)) => break b,
+            Ok(None) => {
+                let (have, total) = asm.progress();
+                tracing::info!(have, total, "adapter chunk");
+            }
+            Err(e @ tenbit_models::adapter::transfer::TransferError::NotAChunk) => {
+                tracing::warn!("ignoring a message that is not an adapter chunk: {e}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let a = Adapter::from_bytes(&bytes).context("received file is not a valid adapter")?;
+    match model.resolve(false) {
+        Ok(p) => {
+            let m = tenbit_models::engine::Model::load(&p)
+                .with_context(|| format!("cannot load model {}", p.display()))?;
+            a.check_base(&m.content_hash(), &m.adapter_dims())
+                .context("received adapter does not fit the local model")?;
+        }
+        Err(e) => tracing::warn!("base model not checked: {e:#}"),
+    }
+    // Write next to the target, then rename: a reader never sees half an adapter.
+    let tmp = out.with_extension("part");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {} bytes, sha256 {}",
+        out.display(),
+        bytes.len(),
+        hex::encode(a.content_hash())
+    );
+    Ok(())
 }
 
 fn listen(
@@ -202,11 +279,26 @@ fn run(cli: Cli) -> Result<()> {
             max_size,
             model,
         } => listen(link, prompt.load()?, out_dir, count, max_size, model)?,
+        Cmd::Adapter {
+            cmd: AdapterCmd::Receive { link, out, model },
+        } => adapter_receive(link, out, model)?,
         Cmd::Info { model } => {
             let m = model.load(false)?;
             let codec = LmCodec::new(&m, model.session_options())?;
             println!("model     {}", model.resolve(false)?.display());
             println!("sha256    {}", hex::encode(m.content_hash()));
+            if let Some(a) = m.adapter() {
+                println!(
+                    "adapter   {} (rank {}, {})",
+                    hex::encode(a.content_hash()),
+                    a.rank,
+                    a.targets
+                        .iter()
+                        .map(|t| t.name())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
             println!(
                 "identity  {} (frame tag 0x{:02x})",
                 hex::encode(codec.identity().0),

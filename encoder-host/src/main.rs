@@ -261,6 +261,17 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Train LoRA domain adapters for the small model (CPU): frames of that domain's text
+    /// get smaller. Both ends then load the adapter with --adapter.
+    Lora {
+        #[command(subcommand)]
+        cmd: LoraCmd,
+    },
+    /// LoRA adapter files: show one, or send one to a board over a link.
+    Adapter {
+        #[command(subcommand)]
+        cmd: AdapterCmd,
+    },
     /// Debug: hash the model's logits at every position of a text (cross-machine checks).
     #[command(hide = true)]
     HashLogits {
@@ -271,6 +282,70 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
         batched: bool,
         #[command(flatten)]
         model: ModelArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoraCmd {
+    /// Train an adapter on a directory of domain text.
+    ///
+    /// DIR holds plain text files (each coded as a response without prompt), or
+    /// NAME.prompt.txt + NAME.response.txt pairs (coded with the prompt known to both ends).
+    /// Sequences are laid out exactly as the coder lays them out (chat template, end marker).
+    #[command(
+        after_help = "Examples:\n  tenbit lora train --data corpus/ -o python.tbl\n  \
+tenbit lora train --data corpus/ -o p.tbl --rank 16 --targets q,k,v,o,up,down --steps 400\n  \
+tenbit encode --adapter python.tbl code.py -o code.tb && tenbit-edge decode --adapter python.tbl code.tb"
+    )]
+    Train {
+        /// Directory of training text.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Adapter file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// LoRA rank.
+        #[arg(long, default_value_t = 8)]
+        rank: usize,
+        /// LoRA alpha (the update is scaled by alpha / rank).
+        #[arg(long, default_value_t = 16.0)]
+        alpha: f32,
+        /// Projections to adapt, comma-separated (q, k, v, o, gate, up, down).
+        #[arg(long, value_delimiter = ',', default_value = "q,v")]
+        targets: Vec<tenbit_models::adapter::Target>,
+        /// Optimiser steps (one sequence each).
+        #[arg(long, default_value_t = 200)]
+        steps: usize,
+        /// Peak learning rate (AdamW; linear warm-up, cosine decay).
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        /// Tokens per training sequence.
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        /// Seed: the same seed and data give the same adapter.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Store weights as f32 instead of f16 (twice the size).
+        #[arg(long)]
+        f32: bool,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdapterCmd {
+    /// Show an adapter file's header and identity.
+    Info { file: PathBuf },
+    /// Send an adapter file to a board (`tenbit-edge adapter receive` on the other end), in
+    /// chunks over the link's ARQ/fragmentation path; the receiver checks the sha256.
+    #[command(
+        after_help = "Example:\n  tenbit adapter send --link serial-115200 --port /dev/ttyUSB0 python.tbl"
+    )]
+    Send {
+        file: PathBuf,
+        #[command(flatten)]
+        link: LinkArgs,
     },
 }
 
@@ -424,9 +499,11 @@ fn run(cli: Cli) -> Result<()> {
                 pb.set_message("replaying the question-asking");
                 cli::decode_frame_bytes(&codec, &frame, prompt.as_deref(), max_size)?
             } else {
-                codec.decode_message(&frame, prompt.as_deref(), max_size, &mut |done, _| {
-                    pb.set_message(format!("decoding: {done} tokens"));
-                })?
+                codec
+                    .decode_message(&frame, prompt.as_deref(), max_size, &mut |done, _| {
+                        pb.set_message(format!("decoding: {done} tokens"));
+                    })
+                    .map_err(|e| cli::adapter_hint(&codec, e))?
             };
             pb.finish_and_clear();
             if let (Some(p), Some(pr)) = (&prompt_out, &msg.prompt) {
@@ -607,7 +684,218 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             cli::hash_logits_command(input.as_deref(), prompt.as_deref(), batched, &model, true)?;
         }
+        Cmd::Lora {
+            cmd:
+                LoraCmd::Train {
+                    data,
+                    output,
+                    rank,
+                    alpha,
+                    targets,
+                    steps,
+                    lr,
+                    seq_len,
+                    seed,
+                    f32,
+                    model,
+                },
+        } => {
+            let cfg = tenbit_train::TrainConfig {
+                rank,
+                alpha,
+                targets,
+                steps,
+                lr,
+                seq_len,
+                seed,
+                dtype: if f32 {
+                    tenbit_models::adapter::Dtype::F32
+                } else {
+                    tenbit_models::adapter::Dtype::F16
+                },
+            };
+            lora_train(&data, &output, &cfg, &model, quiet)?;
+        }
+        Cmd::Adapter { cmd } => match cmd {
+            AdapterCmd::Info { file } => adapter_info(&file)?,
+            AdapterCmd::Send { file, link } => adapter_send(&file, &link, quiet)?,
+        },
     }
+    Ok(())
+}
+
+/// `tenbit lora train`: candle-based training with a progress bar (loss, tokens/s).
+fn lora_train(
+    data: &std::path::Path,
+    output: &std::path::Path,
+    cfg: &tenbit_train::TrainConfig,
+    model: &ModelArgs,
+    quiet: bool,
+) -> Result<()> {
+    anyhow::ensure!(
+        cfg.rank >= 1 && cfg.steps >= 1,
+        "--rank and --steps must be at least 1"
+    );
+    anyhow::ensure!(cfg.seq_len >= 16, "--seq-len must be at least 16");
+    anyhow::ensure!(!cfg.targets.is_empty(), "--targets names no projection");
+    let mut margs = model.clone();
+    margs.adapter = None;
+    let m = margs.load(true)?;
+    let tok = tenbit_models::tokenizer::Tokenizer::from_gguf(m.gguf())?;
+    let chat = tenbit_models::chat::ChatTemplate::from_gguf(m.gguf())?;
+    let docs = tenbit_train::load_docs(data, &tok, &chat)?;
+    let n_tok: usize = docs.iter().map(|d| d.body.len()).sum();
+    eprintln!(
+        "training data: {} documents, {n_tok} tokens; rank {}, alpha {}, targets {}, {} steps of {} tokens",
+        docs.len(),
+        cfg.rank,
+        cfg.alpha,
+        cfg.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(","),
+        cfg.steps,
+        cfg.seq_len
+    );
+    let pb = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(cfg.steps as u64).with_style(
+            ProgressStyle::with_template("training [{bar:30}] {pos}/{len} {msg} eta {eta}")
+                .unwrap()
+                .progress_chars("=> "),
+        )
+    };
+    let t0 = std::time::Instant::now();
+    let (mut tokens, mut ema) = (0usize, f32::NAN);
+    let mut first = f32::NAN;
+    let adapter = tenbit_train::train(&m, &docs, cfg, &mut |r| {
+        tokens += r.tokens;
+        ema = if ema.is_nan() {
+            r.loss
+        } else {
+            0.9 * ema + 0.1 * r.loss
+        };
+        if r.step <= 10 {
+            first = if first.is_nan() {
+                r.loss
+            } else {
+                first + (r.loss - first) / r.step as f32
+            };
+        }
+        let tps = tokens as f64 / t0.elapsed().as_secs_f64();
+        pb.set_position(r.step as u64);
+        pb.set_message(format!("loss {:.3} (avg {ema:.3}) {tps:.0} tok/s", r.loss));
+        if r.step % 10 == 0 || r.step == r.steps {
+            tracing::info!(
+                step = r.step,
+                loss = r.loss,
+                avg = ema,
+                tok_s = tps,
+                "training"
+            );
+        }
+    })?;
+    pb.finish_and_clear();
+    adapter.save(output)?;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "trained in {secs:.0} s ({tokens} tokens, {:.0} tok/s); loss {first:.3} (first 10 steps) -> {ema:.3} (moving average, nats/token)",
+        tokens as f64 / secs
+    );
+    println!(
+        "{}: {} bytes, sha256 {}",
+        output.display(),
+        adapter.file_len(),
+        hex::encode(adapter.content_hash())
+    );
+    Ok(())
+}
+
+fn adapter_info(file: &std::path::Path) -> Result<()> {
+    let a = tenbit_models::adapter::Adapter::load(file)?;
+    let id = tenbit_models::lm_codec::identity_of(&a.base_model, Some(&a.content_hash()));
+    let params: usize = a
+        .layers
+        .iter()
+        .flatten()
+        .map(|p| p.a.len() + p.b.len())
+        .sum();
+    println!("file       {} ({} bytes)", file.display(), a.file_len());
+    println!(
+        "format     tenbit LoRA v{}",
+        tenbit_models::adapter::VERSION
+    );
+    println!("sha256     {}", hex::encode(a.content_hash()));
+    println!("base model {}", hex::encode(a.base_model));
+    println!(
+        "shape      rank {}, alpha {} (scale {}), {} layers, {} parameters ({:?})",
+        a.rank,
+        a.alpha,
+        a.scale(),
+        a.dims.n_layer,
+        params,
+        a.dtype
+    );
+    println!(
+        "targets    {}",
+        a.targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    println!(
+        "identity   {} (frame tag 0x{:02x})",
+        hex::encode(id.0),
+        id.tag()
+    );
+    Ok(())
+}
+
+/// `tenbit adapter send`: the file in link-message-sized chunks, each through the same
+/// ARQ/fragmentation path as `tenbit send`.
+fn adapter_send(file: &std::path::Path, link: &LinkArgs, quiet: bool) -> Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // Refuse to send something the receiver would refuse anyway.
+    let a = tenbit_models::adapter::Adapter::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid adapter", file.display()))?;
+    let cfg = link.config()?;
+    // The largest message this link configuration carries (sealing and small MTUs leave
+    // less than MAX_MESSAGE): halve until the link layer accepts it.
+    let mut size = tenbit_common::link::MAX_MESSAGE - 64;
+    let est = loop {
+        match tenbit_common::link::io::estimate_airtime(&cfg, size) {
+            Ok((est, _)) => break est,
+            Err(_) if size > 256 => size /= 2,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let chunks = tenbit_models::adapter::transfer::chunks(&bytes, size)?;
+    eprintln!(
+        "adapter {} ({} bytes) -> {} messages on {}, estimated airtime up to {}",
+        cli::short_hash(&a.content_hash()),
+        bytes.len(),
+        chunks.len(),
+        link.link,
+        fmt_airtime(est * chunks.len() as u64)
+    );
+    let mut port = link.open()?;
+    let mut sender = tenbit_common::link::io::Sender::new(cfg)?;
+    let pb = spinner(quiet, Some(chunks.len() as u64), "sending");
+    let (mut packets, mut retx, mut air) = (0u64, 0u64, 0u64);
+    for c in &chunks {
+        let r = sender
+            .send(&mut port, c, |_| {})
+            .with_context(|| format!("sending over {} failed", link.port))?;
+        packets += r.packets_sent as u64;
+        retx += r.retransmissions as u64;
+        air += r.airtime_us;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    eprintln!(
+        "sent adapter: {} messages, {packets} packets ({retx} retransmitted), airtime {}",
+        chunks.len(),
+        fmt_airtime(air)
+    );
     Ok(())
 }
 

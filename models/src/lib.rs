@@ -1,5 +1,6 @@
 //! tenbit-models: everything about the small model that both ends share.
 //!
+//! * [`adapter`] is the LoRA adapter file format and its bit-exact application.
 //! * [`gguf`] reads GGUF files (memory-mapped, so the weights cost page cache, not heap).
 //! * [`tokenizer`] is the byte-level BPE tokenizer rebuilt from the GGUF metadata.
 //! * [`chat`] formats prompts with the model's chat template.
@@ -8,6 +9,7 @@
 //! * [`lm_codec`] joins engine and range coder: text in, coded bytes out, and back.
 //! * [`generate`] and [`qa`] run the small model's side of question-asking, deterministically.
 
+pub mod adapter;
 pub mod catalogue;
 pub mod chat;
 pub mod engine;

@@ -109,7 +109,7 @@ pub enum DecodePrompt<'a> {
 /// Progress of a long encode or decode: tokens done, and the total when known.
 pub type Progress<'a> = &'a mut dyn FnMut(usize, Option<usize>);
 
-/// Everything needed to code messages with one model (and, later, adapter).
+/// Everything needed to code messages with one model and its adapter, if one is set.
 pub struct LmCodec<'m> {
     model: &'m Model,
     tok: Tokenizer,
@@ -207,7 +207,8 @@ impl<'m> LmCodec<'m> {
         let tok = Tokenizer::from_gguf(model.gguf())?;
         let chat = ChatTemplate::from_gguf(model.gguf())?;
         let eot = chat.end_of_turn(&tok);
-        let identity = identity_of(&model.content_hash(), None);
+        let adapter = model.adapter().map(|a| a.content_hash());
+        let identity = identity_of(&model.content_hash(), adapter.as_ref());
         Ok(LmCodec {
             model,
             tok,

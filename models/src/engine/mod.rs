@@ -36,6 +36,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 pub use tenbit_common::TokenId;
 
+use crate::adapter::{Adapter, AdapterDims, AdapterError, Target};
 use crate::gguf::{GgmlType, Gguf, GgufError, TensorInfo};
 pub use kernels::KernelLevel;
 use kernels::Kernels;
@@ -162,6 +163,8 @@ pub struct Model {
     rope_neox: bool,
     /// theta_i = base^(-2i/n_rot), computed deterministically in f64.
     rope_freqs: Vec<f64>,
+    /// LoRA adapter applied after the projections it targets (see [`crate::adapter`]).
+    adapter: Option<Adapter>,
 }
 
 impl std::fmt::Debug for Model {
@@ -286,7 +289,34 @@ impl Model {
             layers,
             rope_neox,
             rope_freqs,
+            adapter: None,
         })
+    }
+
+    /// Widths an adapter for this model must have.
+    pub fn adapter_dims(&self) -> AdapterDims {
+        AdapterDims {
+            n_layer: self.cfg.n_layer,
+            n_embd: self.cfg.n_embd,
+            kv_dim: self.cfg.kv_dim(),
+            n_ff: self.cfg.n_ff,
+        }
+    }
+
+    /// Apply a LoRA adapter in every later session (refused unless made for this model file).
+    /// Frames coded with it name (model, adapter), so only a receiver holding it decodes them.
+    pub fn set_adapter(&mut self, adapter: Adapter) -> Result<(), AdapterError> {
+        adapter.check_base(&self.hash, &self.adapter_dims())?;
+        self.adapter = Some(adapter);
+        Ok(())
+    }
+
+    pub fn clear_adapter(&mut self) {
+        self.adapter = None;
+    }
+
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -607,14 +637,29 @@ impl<'m> Session<'m> {
         }
     }
 
-    fn rmsnorm_quant(&self, x: &[f32], w: &[f32], b: usize, acts: &mut Vec<QRow>) {
+    /// Normalise and quantise `b` rows; the float rows also land in `keep` when given (an
+    /// adapter's input is the normalised activation before quantisation).
+    fn rmsnorm_quant(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: usize,
+        acts: &mut Vec<QRow>,
+        mut keep: Option<&mut Vec<f32>>,
+    ) {
         let d = self.model.cfg.n_embd;
         let eps = self.model.cfg.rms_eps;
         acts.resize(b, QRow::default());
         let mut tmp = vec![0.0f32; d];
+        if let Some(k) = keep.as_deref_mut() {
+            k.clear();
+        }
         for t in 0..b {
             rmsnorm(&x[t * d..(t + 1) * d], w, eps, &mut tmp);
             quantize_row(&tmp, &mut acts[t]);
+            if let Some(k) = keep.as_deref_mut() {
+                k.extend_from_slice(&tmp);
+            }
         }
     }
 
@@ -655,8 +700,16 @@ impl<'m> Session<'m> {
         let pairs = cfg.n_rot / 2;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
+        let ad = self.model.adapter.as_ref();
+        // Adapter inputs: normalised rows (q/k/v, gate/up), attention output (o), ffn hidden (down).
+        let mut xn = Vec::new();
+        let lora = |li: usize, t: Target, x: &[f32], y: &mut [f32]| {
+            if let Some(a) = ad {
+                a.apply(li, t, x, y, b);
+            }
+        };
         for (li, layer) in self.model.layers.iter().enumerate() {
-            self.rmsnorm_quant(&x, &layer.attn_norm, b, &mut acts);
+            self.rmsnorm_quant(&x, &layer.attn_norm, b, &mut acts, ad.map(|_| &mut xn));
             self.matmul_many(
                 &mut [
                     (&layer.wq, &mut q),
@@ -665,6 +718,9 @@ impl<'m> Session<'m> {
                 ],
                 &acts,
             );
+            lora(li, Target::Q, &xn, &mut q);
+            lora(li, Target::K, &xn, &mut k);
+            lora(li, Target::V, &xn, &mut v);
             for (bias, dst, w) in [
                 (&layer.bq, &mut q, d),
                 (&layer.bk, &mut k, kvd),
@@ -746,11 +802,14 @@ impl<'m> Session<'m> {
                 quantize_row(&att[t * d..(t + 1) * d], &mut acts[t]);
             }
             self.matmul(&layer.wo, &acts, &mut tmp);
+            lora(li, Target::O, &att, &mut tmp);
             for (xi, ti) in x.iter_mut().zip(&tmp) {
                 *xi += *ti;
             }
-            self.rmsnorm_quant(&x, &layer.ffn_norm, b, &mut acts);
+            self.rmsnorm_quant(&x, &layer.ffn_norm, b, &mut acts, ad.map(|_| &mut xn));
             self.matmul_many(&mut [(&layer.gate, &mut g), (&layer.up, &mut u)], &acts);
+            lora(li, Target::Gate, &xn, &mut g);
+            lora(li, Target::Up, &xn, &mut u);
             for (gi, ui) in g.iter_mut().zip(&u) {
                 *gi = math::silu(*gi) * *ui;
             }
@@ -758,6 +817,7 @@ impl<'m> Session<'m> {
                 quantize_row(&g[t * nff..(t + 1) * nff], &mut acts[t]);
             }
             self.matmul(&layer.down, &acts, &mut tmp);
+            lora(li, Target::Down, &g, &mut tmp);
             for (xi, ti) in x.iter_mut().zip(&tmp) {
                 *xi += *ti;
             }
@@ -769,7 +829,7 @@ impl<'m> Session<'m> {
             Need::Last => b - 1,
         };
         let tail = &x[first * d..];
-        self.rmsnorm_quant(tail, &self.model.output_norm, b - first, &mut acts);
+        self.rmsnorm_quant(tail, &self.model.output_norm, b - first, &mut acts, None);
         let mut logits = Vec::new();
         self.matmul(&self.model.output, &acts[..b - first], &mut logits);
         Ok(logits)
