@@ -10,10 +10,12 @@
 //! ```
 //!
 //! with `d_w`, `m_w` the block's f16 scale/min, `d_a`, `s_a = d_a * sum(q_a)` from the activation
-//! quantiser. No level reorders, fuses (FMA) or vectorises that float sequence; they differ only
-//! in how `isum` is computed (scalar loop, SSE2 `pmaddwd`, AVX2 `pmaddubsw`, AVX-512 VNNI
-//! `vpdpbusd`, NEON `smull`/`sadalp`). Tests compare every level against scalar on random data
-//! and on the real model.
+//! quantiser. No level reorders or fuses (FMA) that float sequence; they differ only in how
+//! `isum` is computed (scalar loop, SSE2 `pmaddwd`, AVX2 `pmaddubsw`, AVX-512 VNNI `vpdpbusd`,
+//! NEON `smull`/`sadalp`). The multi-row kernels ([`RowsFn`]) run several rows' sequences side
+//! by side, on x86 one row per SIMD lane (`mulps`/`addps` per lane are the same IEEE operations
+//! as the scalar ones). Tests compare every level and the multi-row kernels against scalar on
+//! random data and on the real model.
 
 use std::sync::OnceLock;
 
