@@ -133,7 +133,41 @@ impl Mat {
         let o = self.off + r * self.row_bytes;
         &file[o..o + self.row_bytes]
     }
+
+    /// Rows `r0 .. r0 + n`, back to back.
+    #[inline]
+    fn rows<'a>(&self, file: &'a [u8], r0: usize, n: usize) -> &'a [u8] {
+        let o = self.off + r0 * self.row_bytes;
+        &file[o..o + n * self.row_bytes]
+    }
+
+    /// `out[j] = row (r0 + j) . a` with the multi-row kernel of this matrix's format (the
+    /// K-quant and Q5_0 formats go row by row through their own kernels).
+    #[inline]
+    fn dot_rows(
+        &self,
+        k: &Kernels,
+        kq: &KKernels,
+        file: &[u8],
+        r0: usize,
+        a: &QRow,
+        out: &mut [f32],
+    ) {
+        match self.ty {
+            GgmlType::Q4_1 => k.dot_rows_q4_1(self.rows(file, r0, out.len()), a, out),
+            GgmlType::Q8_0 => k.dot_rows_q8_0(self.rows(file, r0, out.len()), a, out),
+            ty => {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o = kq.dot(ty, self.row(file, r0 + j), a);
+                }
+            }
+        }
+    }
 }
+
+/// Rows per multi-row kernel call in batched products: one group's weights stay in L1 while
+/// every token of the batch runs over them.
+const ROW_GROUP: usize = 8;
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -574,16 +608,9 @@ impl<'m> Session<'m> {
             }
         }
         pool.install(|| {
-            tasks.into_par_iter().for_each(|(m, r0, chunk)| {
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    let row = m.row(file, r0 + j);
-                    *o = match m.ty {
-                        GgmlType::Q4_1 => k.dot_q4_1(row, &acts[0]),
-                        GgmlType::Q8_0 => k.dot_q8_0(row, &acts[0]),
-                        ty => kq.dot(ty, row, &acts[0]),
-                    };
-                }
-            })
+            tasks
+                .into_par_iter()
+                .for_each(|(m, r0, chunk)| m.dot_rows(&k, &kq, file, r0, &acts[0], chunk))
         });
     }
 
@@ -599,16 +626,9 @@ impl<'m> Session<'m> {
         out.clear();
         out.resize(b * m.rows, 0.0);
         let (k, kq) = (self.k, self.kq);
-        let dot = |row: &[u8], a: &QRow| match m.ty {
-            GgmlType::Q4_1 => k.dot_q4_1(row, a),
-            GgmlType::Q8_0 => k.dot_q8_0(row, a),
-            ty => kq.dot(ty, row, a),
-        };
         if b == 1 {
             let body = |(ci, chunk): (usize, &mut [f32])| {
-                for (j, o) in chunk.iter_mut().enumerate() {
-                    *o = dot(m.row(file, ci * rpt + j), &acts[0]);
-                }
+                m.dot_rows(&k, &kq, file, ci * rpt, &acts[0], chunk);
             };
             match &self.pool {
                 Some(p) => p.install(|| out.par_chunks_mut(rpt).enumerate().for_each(body)),
@@ -619,10 +639,15 @@ impl<'m> Session<'m> {
         // Row-major by weight row so each task owns a contiguous slice; transposed afterwards.
         let mut tmp = vec![0.0f32; b * m.rows];
         let body = |(ci, chunk): (usize, &mut [f32])| {
-            for (j, o) in chunk.chunks_exact_mut(b).enumerate() {
-                let row = m.row(file, ci * rpt + j);
+            let mut buf = [0.0f32; ROW_GROUP];
+            for (gi, o) in chunk.chunks_mut(ROW_GROUP * b).enumerate() {
+                let r0 = ci * rpt + gi * ROW_GROUP;
+                let n = o.len() / b;
                 for (t, a) in acts.iter().enumerate() {
-                    o[t] = dot(row, a);
+                    m.dot_rows(&k, &kq, file, r0, a, &mut buf[..n]);
+                    for (j, v) in buf[..n].iter().enumerate() {
+                        o[j * b + t] = *v;
+                    }
                 }
             }
         };
