@@ -203,6 +203,7 @@ pub fn grade(task: &Task, text: &str, limits: &sandbox::Limits) -> Result<Graded
             code_prompt,
             entry_point,
             test,
+            ..
         } => {
             let code = extract::extract_code(text, entry_point);
             let program = extract::build_program(code_prompt, &code, entry_point, test);
@@ -332,10 +333,20 @@ impl<'a> Evaluator<'a> {
                 seconds: t.elapsed().as_secs_f64(),
             });
         }
-        let small = match initial {
-            Some((_, a)) => self.answer(task, a, None)?,
-            None => self.answer(task, String::new(), Some("no QA run succeeded".into()))?,
+        let small_text = match initial {
+            Some((_, a)) => a,
+            // Every QA run failed on the strong side: K = 0 asks the strong model nothing.
+            None => {
+                encode_qa(self.codec, &self.strong, prompt, 0, 0, None)
+                    .map_err(|e| match e {
+                        QaEncodeError::Codec(c) => EvalError::Codec(c),
+                        QaEncodeError::Strong(s) => unreachable!("K = 0 asks nothing: {s}"),
+                    })?
+                    .1
+                    .initial_answer
+            }
         };
+        let small = self.answer(task, small_text, None)?;
         if self.opts.bits.is_empty() {
             qa.clear();
         }

@@ -479,11 +479,16 @@ mod tests {
 
     #[test]
     fn gap_arithmetic() {
-        assert_eq!(gap_recovered(0.2, 0.6, 0.4), Some(0.5));
-        assert_eq!(gap_recovered(0.2, 0.6, 0.2), Some(0.0));
-        assert_eq!(gap_recovered(0.2, 0.6, 0.6), Some(1.0));
-        assert!((gap_recovered(0.2, 0.6, 0.1).unwrap() + 0.25).abs() < 1e-12);
-        assert!((gap_recovered(0.2, 0.6, 0.7).unwrap() - 1.25).abs() < 1e-12);
+        let near = |got: Option<f64>, want: f64| {
+            let g = got.expect("a gap exists");
+            assert!((g - want).abs() < 1e-12, "{g} != {want}");
+        };
+        near(gap_recovered(0.2, 0.6, 0.4), 0.5);
+        near(gap_recovered(0.2, 0.6, 0.2), 0.0);
+        near(gap_recovered(0.2, 0.6, 0.6), 1.0);
+        near(gap_recovered(0.2, 0.6, 0.1), -0.25);
+        near(gap_recovered(0.2, 0.6, 0.7), 1.25);
+        near(gap_recovered(0.25, 0.75, 0.375), 0.25);
         assert_eq!(gap_recovered(0.5, 0.5, 0.7), None, "no gap");
         assert_eq!(gap_recovered(0.6, 0.2, 0.4), None, "strong worse than small");
         assert_eq!(accuracy([true, false, true, true]), 0.75);

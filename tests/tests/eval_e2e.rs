@@ -1,0 +1,158 @@
+//! `tenbit eval` end to end through the real binary: SmolLM2 as the small model and a real
+//! loopback `tenbit serve` (SmolLM2 again, to keep CI cheap) as the strong model, on two math
+//! problems with K = 1. Checks the report's structure and that its numbers agree with each
+//! other; the accuracies themselves are whatever a 135M model scores.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tenbit_tests::{bin, model_path, run};
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(bin("tenbit"))
+        .args(["serve", "--model", model_path().to_str().unwrap(), "--addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tenbit serve");
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(120), "tenbit serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Server(child, format!("http://{addr}"))
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn in_unit(v: &Value, what: &str) {
+    let x = f(v);
+    assert!((0.0..=1.0).contains(&x), "{what} = {x} outside [0, 1]");
+}
+
+#[test]
+fn eval_math_smoke_report_is_consistent() {
+    let srv = start_server();
+    let out_dir = std::env::temp_dir().join(format!("tenbit-eval-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "eval",
+            "--suite",
+            "math",
+            "--limit",
+            "2",
+            "--bits",
+            "1",
+            "--strong",
+            &srv.1,
+            "--strong-max-tokens",
+            "64",
+            "--rewrite-max-tokens",
+            "128",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "-q",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "tenbit eval failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md_stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(md_stdout.contains("small + QA, K=1"), "{md_stdout}");
+
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["bits"], serde_json::json!([1]));
+    let overhead = r["qa_frame_overhead_bytes"].as_u64().unwrap();
+    assert_eq!(overhead, 7, "6-byte frame + the K byte");
+    let suites = r["suites"].as_array().unwrap();
+    assert_eq!(suites.len(), 1);
+    let s = &suites[0];
+    assert_eq!(s["suite"], "math");
+    assert_eq!(s["tasks"], 2);
+    in_unit(&s["acc_small"], "acc_small");
+    in_unit(&s["acc_strong"], "acc_strong");
+    let q = &s["qa"][0];
+    assert_eq!(q["k"], 1);
+    in_unit(&q["accuracy"], "acc_qa");
+    // Bits sent = K + overhead (one byte of bits, the K byte, 6 bytes of frame).
+    assert_eq!(q["overhead_bits"].as_u64().unwrap(), 8 * (overhead + 1) - 1);
+
+    let tasks = r["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0]["id"], "hand-01", "hand-written problems come first");
+    let (mut sent, mut raw, mut ok_runs, mut qa_ok, mut small_ok, mut strong_ok) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for t in tasks {
+        let strong_text = t["strong"]["text"].as_str().unwrap();
+        assert_eq!(t["strong_raw_bits"].as_u64().unwrap(), 8 * strong_text.len() as u64);
+        assert!(t["strong_lossless_bits"].as_u64().unwrap() >= 8 * 6);
+        let qa = t["qa"].as_array().unwrap();
+        assert_eq!(qa.len(), 1);
+        let run = &qa[0];
+        if run["error"].is_null() {
+            assert_eq!(run["bits_sent"].as_u64().unwrap(), 1 + q["overhead_bits"].as_u64().unwrap());
+            assert_eq!(run["frame_bytes"].as_u64().unwrap() * 8, run["bits_sent"].as_u64().unwrap());
+            assert_eq!(run["questions"].as_array().unwrap().len(), 1);
+            sent += run["bits_sent"].as_u64().unwrap();
+            raw += t["strong_raw_bits"].as_u64().unwrap();
+            ok_runs += 1;
+        }
+        // A graded answer's verdict matches its extracted number.
+        for a in [&t["small"], &t["strong"], run] {
+            let a = if a.get("answer").is_some() { &a["answer"] } else { a };
+            if a["correct"].as_bool().unwrap() {
+                assert!(a["detail"].as_str().unwrap().ends_with(a["extracted"].as_str().unwrap()));
+            }
+        }
+        qa_ok += run["answer"]["correct"].as_bool().unwrap() as u64;
+        small_ok += t["small"]["correct"].as_bool().unwrap() as u64;
+        strong_ok += t["strong"]["correct"].as_bool().unwrap() as u64;
+    }
+    // Summary numbers are the task records' numbers.
+    assert_eq!(f(&s["acc_small"]), small_ok as f64 / 2.0);
+    assert_eq!(f(&s["acc_strong"]), strong_ok as f64 / 2.0);
+    assert_eq!(f(&q["accuracy"]), qa_ok as f64 / 2.0);
+    if ok_runs > 0 && raw > 0 {
+        let want = sent as f64 / raw as f64;
+        assert!((f(&q["ratio_vs_raw"]) - want).abs() < 1e-9);
+        assert!(want < 1.0, "8 bytes must be smaller than the strong answer");
+    }
+    let (a_s, a_t, a_q) = (f(&s["acc_small"]), f(&s["acc_strong"]), f(&q["accuracy"]));
+    if a_t > a_s {
+        assert!((f(&q["gap_recovered"]) - (a_q - a_s) / (a_t - a_s)).abs() < 1e-9);
+    } else {
+        assert!(q["gap_recovered"].is_null(), "no gap, no fraction");
+    }
+    for name in ["report.md", "accuracy_vs_bits.svg", "ratio_vs_compute.svg"] {
+        let body = std::fs::read_to_string(out_dir.join(name)).unwrap();
+        assert!(!body.is_empty(), "{name} empty");
+        if name.ends_with(".svg") {
+            assert!(body.contains("<svg"), "{name} is not an SVG");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
