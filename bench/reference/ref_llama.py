@@ -73,7 +73,15 @@ def dequant_own(t):
         return dequant_q8_0(np.asarray(t.data, dtype=np.uint8))
     if ty == GGMLQuantizationType.Q4_1:
         return dequant_q4_1(np.asarray(t.data, dtype=np.uint8))
+    if ty in PKG_TYPES:
+        # Q5_0 / Q4_K / Q6_K (Qwen2.5 Q4_K_M files): the gguf package's dequantiser, which
+        # shares no code with the Rust engine (models/tests/engine_qwen.rs holds the engine's
+        # dequantisers to it bit for bit on real rows).
+        return dequant_pkg(t)
     raise SystemExit(f"{t.name}: tensor type {ty.name} not supported by the own dequantiser")
+
+
+PKG_TYPES = (GGMLQuantizationType.Q5_0, GGMLQuantizationType.Q4_K, GGMLQuantizationType.Q6_K)
 
 
 def dequant_pkg(t):
@@ -100,13 +108,16 @@ class Ref:
     def __init__(self, path=DEFAULT_MODEL, dequant="own"):
         self.reader = r = GGUFReader(path)
         arch = field(r, "general.architecture")
-        if arch != "llama":
-            raise SystemExit(f"architecture {arch!r}: only llama is implemented")
-        self.n_head = int(field(r, "llama.attention.head_count"))
-        self.n_kv = int(field(r, "llama.attention.head_count_kv"))
-        self.n_layer = int(field(r, "llama.block_count"))
-        self.eps = float(field(r, "llama.attention.layer_norm_rms_epsilon"))
-        self.theta = float(field(r, "llama.rope.freq_base", 10000.0))
+        if arch not in ("llama", "qwen2"):
+            raise SystemExit(f"architecture {arch!r}: only llama and qwen2 are implemented")
+        # qwen2 = llama + q/k/v biases + NEOX rope (llama_model_rope_type: LLAMA_ROPE_TYPE_NEOX).
+        self.arch = arch
+        self.neox = arch == "qwen2"
+        self.n_head = int(field(r, f"{arch}.attention.head_count"))
+        self.n_kv = int(field(r, f"{arch}.attention.head_count_kv"))
+        self.n_layer = int(field(r, f"{arch}.block_count"))
+        self.eps = float(field(r, f"{arch}.attention.layer_norm_rms_epsilon"))
+        self.theta = float(field(r, f"{arch}.rope.freq_base", 10000.0))
         fn = dequant_own if dequant == "own" else dequant_pkg
         self.w = {}
         for t in r.tensors:
@@ -117,7 +128,7 @@ class Ref:
         self.out = self.w.get("output.weight", self.emb)
         self.vocab, self.dim = self.emb.shape
         self.hd = self.dim // self.n_head
-        self.rope_dims = int(field(r, "llama.rope.dimension_count", self.hd))
+        self.rope_dims = int(field(r, f"{arch}.rope.dimension_count", self.hd))
         if self.rope_dims != self.hd:
             raise SystemExit("partial rotary dims not implemented")
         self.reset()
@@ -135,10 +146,14 @@ class Ref:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
     def rope(self, x, pos):
-        """NORMAL-mode rope on x [T, H, hd]: pair (2i, 2i+1) rotated by pos * theta^(-2i/hd)."""
+        """Rope on x [T, H, hd], pair i rotated by pos * theta^(-2i/hd). NORMAL mode (llama):
+        pairs (2i, 2i+1); NEOX mode (qwen2): pairs (i, i + hd/2)."""
         i = np.arange(self.hd // 2, dtype=np.float64)
         ang = pos[:, None] * self.theta ** (-2.0 * i / self.hd)[None, :]
         c, s = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        if self.neox:
+            x0, x1 = x[..., : self.hd // 2], x[..., self.hd // 2:]
+            return np.concatenate([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
         x0, x1 = x[..., 0::2], x[..., 1::2]
         y = np.empty_like(x)
         y[..., 0::2] = x0 * c - x1 * s
@@ -162,9 +177,10 @@ class Ref:
         for l in range(self.n_layer):
             p = f"blk.{l}."
             h = self.rms(x, self.w[p + "attn_norm.weight"])
-            q = (h @ self.w[p + "attn_q.weight"].T).reshape(T, self.n_head, self.hd)
-            k = (h @ self.w[p + "attn_k.weight"].T).reshape(T, self.n_kv, self.hd)
-            v = (h @ self.w[p + "attn_v.weight"].T).reshape(T, self.n_kv, self.hd)
+            bias = lambda n: self.w.get(p + n + ".bias", 0.0)  # noqa: E731 (qwen2 q/k/v biases)
+            q = (h @ self.w[p + "attn_q.weight"].T + bias("attn_q")).reshape(T, self.n_head, self.hd)
+            k = (h @ self.w[p + "attn_k.weight"].T + bias("attn_k")).reshape(T, self.n_kv, self.hd)
+            v = (h @ self.w[p + "attn_v.weight"].T + bias("attn_v")).reshape(T, self.n_kv, self.hd)
             q, k = self.rope(q, pos), self.rope(k, pos)
             self.k[l] = K = np.concatenate([self.k[l], k])
             self.v[l] = V = np.concatenate([self.v[l], v])

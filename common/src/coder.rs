@@ -268,10 +268,14 @@ pub fn encode_symbol<S: ByteSink>(
     if sym + 1 >= cdf.len() {
         return Err(CoderError::BadFrequency);
     }
-    enc.encode(cdf[sym], cdf[sym + 1] - cdf[sym], total)
+    let freq = cdf[sym + 1]
+        .checked_sub(cdf[sym])
+        .ok_or(CoderError::BadFrequency)?;
+    enc.encode(cdf[sym], freq, total)
 }
 
-/// Decode one symbol with the CDF `cdf`.
+/// Decode one symbol with the CDF `cdf`. A CDF that is not non-decreasing gives
+/// [`CoderError::BadFrequency`] (never a panic or a wrapped frequency).
 pub fn decode_symbol(dec: &mut RangeDecoder<'_>, cdf: &[u32]) -> Result<usize, CoderError> {
     if cdf.len() < 2 {
         return Err(CoderError::BadFrequency);
@@ -279,7 +283,10 @@ pub fn decode_symbol(dec: &mut RangeDecoder<'_>, cdf: &[u32]) -> Result<usize, C
     let total = cdf[cdf.len() - 1];
     let t = dec.target(total)?;
     let s = symbol_for(cdf, t);
-    dec.consume(cdf[s], cdf[s + 1] - cdf[s], total)?;
+    let freq = cdf[s + 1]
+        .checked_sub(cdf[s])
+        .ok_or(CoderError::BadFrequency)?;
+    dec.consume(cdf[s], freq, total)?;
     Ok(s)
 }
 
@@ -389,6 +396,39 @@ mod tests {
             }
         }
         assert_eq!(res, Err(CoderError::Full));
+    }
+
+    #[test]
+    fn decreasing_cdf_is_refused_not_wrapped() {
+        // Found by the link_fuzz range-decoder harness: `cdf[s + 1] - cdf[s]` underflowed
+        // (a panic with overflow checks, a huge frequency without).
+        // (Without overflow checks the wrapped frequency was caught later by `check`; with
+        // them, as in debug builds, it was a panic.)
+        let cdfs: [&[u32]; 4] = [
+            &[0, 10, 300, 100],
+            &[0, 300, 100],
+            &[0, 5, 3, 200, 100],
+            &[0, 90, 80, 70, 60, 50, 100],
+        ];
+        let mut hit = false;
+        for cdf in cdfs {
+            for t in 0..=255u8 {
+                let b = [t, 0x55, 0xAA, 0x33];
+                let mut dec = RangeDecoder::new(&b);
+                match decode_symbol(&mut dec, cdf) {
+                    Err(CoderError::BadFrequency) => hit = true,
+                    Err(_) => {}
+                    Ok(s) => assert!(s + 1 < cdf.len()),
+                }
+            }
+        }
+        assert!(hit, "no target landed on a decreasing step");
+        let bad = [0u32, 100, 50, 200];
+        let mut enc = RangeEncoder::new(Vec::new());
+        assert_eq!(
+            encode_symbol(&mut enc, &bad, 1),
+            Err(CoderError::BadFrequency)
+        );
     }
 
     #[test]

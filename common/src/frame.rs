@@ -21,7 +21,10 @@ use crate::checksum::Crc32;
 use crate::coder::{ByteSink, CoderError};
 
 /// Current frame format version.
-pub const FRAME_VERSION: u8 = 1;
+///
+/// Version 1 coded with the model's plain distribution, version 2 with the calibrated one
+/// ([`crate::freq::Calibration`]); decoders read both. The header layout is the same.
+pub const FRAME_VERSION: u8 = 2;
 /// Bytes a frame adds to its payload.
 pub const FRAME_OVERHEAD: usize = 6;
 
@@ -59,7 +62,7 @@ impl Flags {
     pub const HAS_PROMPT: Flags = Flags(1);
     /// Both ends know the prompt; the CRC key covers it.
     pub const PROMPT_KNOWN: Flags = Flags(2);
-    /// Reserved for future use; must be zero in version 1.
+    /// Reserved for future use; must be zero in versions 1 and 2.
     pub const RESERVED: Flags = Flags(4);
 
     pub const fn bits(self) -> u8 {
@@ -324,22 +327,25 @@ mod tests {
     fn versions_and_modes() {
         let k = id(5);
         let mut f = frame(b"x", &k);
-        f[0] = (f[0] & 0x3f) | (2 << 6);
+        f[0] = (f[0] & 0x3f) | (3 << 6);
         assert_eq!(
             peek_header(&f),
             Err(FrameError::NewerVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             })
         );
+        let mut old = frame(b"x", &k);
+        old[0] = (old[0] & 0x3f) | (1 << 6);
+        assert_eq!(peek_header(&old).map(|h| h.version), Ok(1));
         let mut g = frame(b"x", &k);
         g[0] = (g[0] & !0x38) | (5 << 3);
         assert_eq!(peek_header(&g), Err(FrameError::UnknownMode(5)));
         let msg = alloc::format!(
             "{}",
             FrameError::NewerVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         );
         assert!(msg.contains("upgrade"));

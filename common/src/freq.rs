@@ -6,8 +6,9 @@
 //! 1. Each logit becomes signed Q16 fixed point (`value * 2^16`, truncated toward zero) by
 //!    decoding its sign/exponent/mantissa bits; values beyond ±2^14 clamp, NaN is treated as the
 //!    lowest value, ±inf clamp.
-//! 2. With `m` the largest, `d_i = m - l_i >= 0` is converted to base 2 in Q16:
-//!    `e_i = (d_i * round(log2(e) * 2^32)) >> 32`.
+//! 2. With `m` the largest, `d_i = m - l_i >= 0` is converted to base 2 in Q16 and divided by
+//!    the calibration's temperature `T` in the same integer step:
+//!    `e_i = (d_i * round(log2(e) / T * 2^32)) >> 32`.
 //! 3. The weight `w_i = 2^(-e_i)` in Q31: a 257-entry table of `2^(-j/256)` indexed by the
 //!    fraction's top 8 bits, linearly interpolated with its low 8 bits, shifted right by the
 //!    integer part (weights below 2^-31 of the top become 0).
@@ -23,8 +24,43 @@ pub const TOTAL: u32 = 1 << TOTAL_BITS;
 
 /// Largest |logit| representable before clamping, in Q16 (= 2^14).
 const FIX_MAX: i32 = 1 << 30;
-/// round(log2(e) * 2^32).
-const LOG2E_Q32: u64 = 6_196_328_019;
+/// How logits become probabilities: a temperature applied as one integer constant.
+///
+/// A 135M model is overconfident on text written by much larger models (the usual case for
+/// tenbit): its cross-entropy on our LLM-response corpus is lowest at `T` = 1.1 (1.1% smaller
+/// than at 1.0; flat between 1.05 and 1.15, measured with `models/examples/calib_sweep.rs`).
+/// The temperature is part of the wire format, so each frame version names its calibration and
+/// a decoder keeps the old ones to read old frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Calibration {
+    /// Frame version 1: the model's own distribution (`T` = 1).
+    Plain,
+    /// Frame version 2: `T` = 1.1.
+    Warm110,
+}
+
+impl Calibration {
+    /// The calibration new frames use.
+    pub const CURRENT: Calibration = Calibration::Warm110;
+
+    /// The calibration of a frame format version, if that version codes with a model.
+    pub fn for_frame_version(version: u8) -> Option<Calibration> {
+        match version {
+            1 => Some(Calibration::Plain),
+            2 => Some(Calibration::Warm110),
+            _ => None,
+        }
+    }
+
+    /// round(log2(e) / T * 2^32).
+    const fn log2e_over_t_q32(self) -> u64 {
+        match self {
+            Calibration::Plain => 6_196_328_019,
+            Calibration::Warm110 => 5_633_025_472,
+        }
+    }
+}
 
 /// round(2^31 * 2^(-j/256)), j = 0..=256.
 #[rustfmt::skip]
@@ -139,8 +175,18 @@ fn exp2_neg_q31(e: u64) -> u64 {
     (a - (((a - b) * lo) >> 8)) >> k
 }
 
-/// Build the CDF for `logits` into `cdf` (length n + 1). See the module docs for the mapping.
+/// Build the CDF for `logits` into `cdf` (length n + 1) with the current calibration.
 pub fn logits_to_cdf(logits: &[f32], cdf: &mut [u32]) -> Result<(), FreqError> {
+    logits_to_cdf_with(Calibration::CURRENT, logits, cdf)
+}
+
+/// Build the CDF for `logits` into `cdf` (length n + 1). See the module docs for the mapping.
+pub fn logits_to_cdf_with(
+    cal: Calibration,
+    logits: &[f32],
+    cdf: &mut [u32],
+) -> Result<(), FreqError> {
+    let log2e_q32 = cal.log2e_over_t_q32();
     let n = logits.len();
     if cdf.len() != n + 1 {
         return Err(FreqError::LengthMismatch);
@@ -163,7 +209,7 @@ pub fn logits_to_cdf(logits: &[f32], cdf: &mut [u32]) -> Result<(), FreqError> {
     let mut sum: u64 = 0;
     for c in cdf[1..].iter_mut() {
         let d = (max as i64 - (*c as i32) as i64) as u64; // <= 2^31
-        let w = exp2_neg_q31((d * LOG2E_Q32) >> 32);
+        let w = exp2_neg_q31((d * log2e_q32) >> 32); // d <= 2^31, constant < 2^33
         *c = w as u32;
         sum += w;
     }
@@ -241,18 +287,23 @@ mod tests {
         let logits: Vec<f32> = (0..1000)
             .map(|i| ((i * 7919 % 1000) as f32) / 100.0 - 5.0)
             .collect();
-        let mut cdf = vec![0u32; logits.len() + 1];
-        logits_to_cdf(&logits, &mut cdf).unwrap();
-        check_invariants(&cdf);
-        let m = logits.iter().cloned().fold(f32::MIN, f32::max) as f64;
-        let z: f64 = logits.iter().map(|&l| (l as f64 - m).exp()).sum();
-        for (i, &l) in logits.iter().enumerate() {
-            let p = (l as f64 - m).exp() / z;
-            let q = (cdf[i + 1] - cdf[i]) as f64 / TOTAL as f64;
-            // Rounding leftovers (< 1 count per token) all go to the argmax: allow n/TOTAL there.
-            let slack = logits.len() as f64 / TOTAL as f64;
-            if p > 1e-3 {
-                assert!((q - p).abs() < 1e-4 * p + slack, "token {i}: p {p} q {q}");
+        for (cal, t) in [(Calibration::Plain, 1.0f64), (Calibration::Warm110, 1.1)] {
+            let mut cdf = vec![0u32; logits.len() + 1];
+            logits_to_cdf_with(cal, &logits, &mut cdf).unwrap();
+            check_invariants(&cdf);
+            let m = logits.iter().cloned().fold(f32::MIN, f32::max) as f64;
+            let z: f64 = logits.iter().map(|&l| ((l as f64 - m) / t).exp()).sum();
+            for (i, &l) in logits.iter().enumerate() {
+                let p = ((l as f64 - m) / t).exp() / z;
+                let q = (cdf[i + 1] - cdf[i]) as f64 / TOTAL as f64;
+                // Rounding leftovers (< 1 count per token) all go to the argmax: allow n/TOTAL.
+                let slack = logits.len() as f64 / TOTAL as f64;
+                if p > 1e-3 {
+                    assert!(
+                        (q - p).abs() < 1e-4 * p + slack,
+                        "{cal:?} token {i}: p {p} q {q}"
+                    );
+                }
             }
         }
     }
@@ -268,19 +319,49 @@ mod tests {
                 ((s >> 40) as i32 - (1 << 23)) as f32 / 400_000.0
             })
             .collect();
-        let mut cdf = vec![0u32; logits.len() + 1];
-        logits_to_cdf(&logits, &mut cdf).unwrap();
-        check_invariants(&cdf);
-        let h = cdf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
-            (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
-        });
-        // Pinned when the mapping was defined; a change here changes the wire format.
-        assert_eq!(
-            h, GOLDEN,
-            "logits_to_cdf changed: bump FRAME_VERSION if intended"
-        );
+        for (cal, golden) in [
+            (Calibration::Plain, GOLDEN_V1),
+            (Calibration::Warm110, GOLDEN_V2),
+        ] {
+            let mut cdf = vec![0u32; logits.len() + 1];
+            logits_to_cdf_with(cal, &logits, &mut cdf).unwrap();
+            check_invariants(&cdf);
+            let h = cdf.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+                (h ^ c as u64).wrapping_mul(0x100_0000_01b3)
+            });
+            // Pinned when each mapping was defined; a change here changes the wire format.
+            assert_eq!(
+                h, golden,
+                "logits_to_cdf({cal:?}) changed: add a calibration and bump FRAME_VERSION instead"
+            );
+        }
     }
-    const GOLDEN: u64 = 16546057081123470390;
+    const GOLDEN_V1: u64 = 16546057081123470390;
+    const GOLDEN_V2: u64 = 4886081148904627893;
+
+    #[test]
+    fn temperature_flattens_the_distribution() {
+        let logits: Vec<f32> = (0..64).map(|i| i as f32 * 0.25).collect();
+        let (mut a, mut b) = (vec![0u32; 65], vec![0u32; 65]);
+        logits_to_cdf_with(Calibration::Plain, &logits, &mut a).unwrap();
+        logits_to_cdf_with(Calibration::Warm110, &logits, &mut b).unwrap();
+        let top = |c: &[u32]| (c[64] - c[63]) as f64 / TOTAL as f64;
+        // softmax of the top token at T = 1 and T = 1.1 (f64), within rounding
+        let z = |t: f64| {
+            (0..64)
+                .map(|i| ((i as f64 * 0.25 - 15.75) / t).exp())
+                .sum::<f64>()
+        };
+        assert!((top(&a) - 1.0 / z(1.0)).abs() < 1e-4, "{}", top(&a));
+        assert!((top(&b) - 1.0 / z(1.1)).abs() < 1e-4, "{}", top(&b));
+        assert!(top(&b) < top(&a));
+        assert_eq!(Calibration::for_frame_version(1), Some(Calibration::Plain));
+        assert_eq!(
+            Calibration::for_frame_version(2),
+            Some(Calibration::CURRENT)
+        );
+        assert_eq!(Calibration::for_frame_version(0), None);
+    }
 
     #[test]
     fn errors_and_edge_cases() {

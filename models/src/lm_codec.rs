@@ -22,7 +22,7 @@ use tenbit_common::frame::{
     decode_frame, encode_frame, peek_header, Flags, FrameError, FrameHeader, Mode, ModelIdentity,
     FRAME_VERSION,
 };
-use tenbit_common::freq::{logits_to_cdf, FreqError};
+use tenbit_common::freq::{logits_to_cdf_with, Calibration, FreqError};
 use tenbit_common::TokenId;
 
 use crate::chat::{ChatError, ChatTemplate};
@@ -135,10 +135,16 @@ struct Predictor<'m> {
     sess: Session<'m>,
     history: Vec<TokenId>,
     cdf: Vec<u32>,
+    cal: Calibration,
 }
 
 impl<'m> Predictor<'m> {
-    fn new(model: &'m Model, opts: &SessionOptions, window: usize) -> Result<Self, CodecError> {
+    fn new(
+        model: &'m Model,
+        opts: &SessionOptions,
+        window: usize,
+        cal: Calibration,
+    ) -> Result<Self, CodecError> {
         let mut opts = opts.clone();
         opts.max_ctx = window;
         let sess = Session::new(model, opts)?;
@@ -147,6 +153,7 @@ impl<'m> Predictor<'m> {
             sess,
             history: Vec::new(),
             cdf: vec![0; n + 1],
+            cal,
         })
     }
 
@@ -168,11 +175,12 @@ impl<'m> Predictor<'m> {
             }
             let n = (toks.len() - i).min(cap - self.sess.len());
             let cdf = &mut self.cdf;
+            let cal = self.cal;
             self.sess.feed_all(&toks[i..i + n], &mut |j, logits| {
                 if err.is_some() {
                     return;
                 }
-                if let Err(e) = logits_to_cdf(logits, cdf) {
+                if let Err(e) = logits_to_cdf_with(cal, logits, cdf) {
                     err = Some(e.into());
                     return;
                 }
@@ -235,14 +243,26 @@ impl<'m> LmCodec<'m> {
         self.model
     }
 
-    /// Code `prompt` (if any) and `text` into a range-coded payload.
+    /// Code `prompt` (if any) and `text` into a range-coded payload (current calibration).
     pub fn encode_payload(
         &self,
         prompt: PromptUse<'_>,
         text: &[u8],
         progress: Progress<'_>,
     ) -> Result<Vec<u8>, CodecError> {
-        let mut p = Predictor::new(self.model, &self.opts, self.window)?;
+        self.encode_payload_with(Calibration::CURRENT, prompt, text, progress)
+    }
+
+    /// [`encode_payload`](Self::encode_payload) with an explicit calibration (old frame
+    /// versions, and the tests that prove they still decode).
+    pub fn encode_payload_with(
+        &self,
+        cal: Calibration,
+        prompt: PromptUse<'_>,
+        text: &[u8],
+        progress: Progress<'_>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let mut p = Predictor::new(self.model, &self.opts, self.window, cal)?;
         let mut enc = RangeEncoder::new(Vec::new());
         let text_toks = self.tok.encode(text);
         let mut done = 0usize;
@@ -352,7 +372,19 @@ impl<'m> LmCodec<'m> {
         max_tokens: usize,
         progress: Progress<'_>,
     ) -> Result<(Option<Vec<u8>>, Vec<u8>), CodecError> {
-        let mut p = Predictor::new(self.model, &self.opts, self.window)?;
+        self.decode_payload_with(Calibration::CURRENT, payload, prompt, max_tokens, progress)
+    }
+
+    /// Inverse of [`encode_payload_with`](Self::encode_payload_with).
+    pub fn decode_payload_with(
+        &self,
+        cal: Calibration,
+        payload: &[u8],
+        prompt: DecodePrompt<'_>,
+        max_tokens: usize,
+        progress: Progress<'_>,
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>), CodecError> {
+        let mut p = Predictor::new(self.model, &self.opts, self.window, cal)?;
         let mut dec = RangeDecoder::new(payload);
         let mut done = 0usize;
         let prompt = match prompt {
@@ -427,7 +459,23 @@ impl<'m> LmCodec<'m> {
         mode: Mode,
         progress: Progress<'_>,
     ) -> Result<Vec<u8>, CodecError> {
-        let payload = self.encode_payload(prompt, text, progress)?;
+        self.encode_message_as(FRAME_VERSION, prompt, text, mode, progress)
+    }
+
+    /// Encode a frame of an older format `version` (for compatibility tests; new frames use
+    /// [`encode_message`](Self::encode_message)).
+    #[doc(hidden)]
+    pub fn encode_message_as(
+        &self,
+        version: u8,
+        prompt: PromptUse<'_>,
+        text: &[u8],
+        mode: Mode,
+        progress: Progress<'_>,
+    ) -> Result<Vec<u8>, CodecError> {
+        let cal = Calibration::for_frame_version(version)
+            .ok_or(CodecError::Corrupt("no such frame version"))?;
+        let payload = self.encode_payload_with(cal, prompt, text, progress)?;
         let (flags, key) = match prompt {
             PromptUse::None => (Flags::default(), self.identity.clone()),
             PromptUse::Known(p) => (
@@ -440,7 +488,7 @@ impl<'m> LmCodec<'m> {
             ),
         };
         let header = FrameHeader {
-            version: FRAME_VERSION,
+            version,
             mode,
             flags,
             model_tag: key.tag(),
@@ -483,7 +531,10 @@ impl<'m> LmCodec<'m> {
             Mode::Lossless | Mode::Rewrite => {}
             other => return Err(CodecError::WrongMode(other)),
         }
-        let (prompt, text) = self.decode_payload(f.payload, how, max_tokens, progress)?;
+        // peek_header refused versions this decoder does not know, so this always succeeds.
+        let cal = Calibration::for_frame_version(f.header.version)
+            .ok_or(CodecError::Corrupt("frame version has no calibration"))?;
+        let (prompt, text) = self.decode_payload_with(cal, f.payload, how, max_tokens, progress)?;
         Ok(Message {
             mode: f.header.mode,
             prompt,

@@ -151,3 +151,39 @@ fn every_byte_value_round_trips_including_those_without_a_token() {
         data
     );
 }
+
+/// Frames of format version 1 (uncalibrated distribution) still decode after the calibrated
+/// version 2 became the default, and the two really code differently (a decoder that ignored
+/// the version would fail one of them).
+#[test]
+fn version_one_frames_still_decode() {
+    let m = model();
+    let c = LmCodec::new(&m, SessionOptions::default()).unwrap();
+    let prompt = b"How do I hard-boil an egg?";
+    let v1 = c
+        .encode_message_as(
+            1,
+            PromptUse::Known(prompt),
+            TEXT.as_bytes(),
+            Mode::Lossless,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    let v2 = c
+        .encode_message(
+            PromptUse::Known(prompt),
+            TEXT.as_bytes(),
+            Mode::Lossless,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    assert_eq!(v1[0] >> 6, 1);
+    assert_eq!(v2[0] >> 6, 2);
+    assert_ne!(v1[2..v1.len() - 4], v2[2..v2.len() - 4]);
+    for f in [&v1, &v2] {
+        let msg = c
+            .decode_message(f, Some(prompt), 100_000, &mut |_, _| {})
+            .unwrap();
+        assert_eq!(msg.text, TEXT.as_bytes());
+    }
+}

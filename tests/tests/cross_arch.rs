@@ -737,6 +737,100 @@ fn x86_frames_decode_identically_on_aarch64_and_logits_hash_equal() {
     );
 }
 
+/// A judge with a fixed answer script (yes, no, yes, ...): a 135M model cannot play the
+/// strong model, and the bits, not their wisdom, are what this test is about.
+struct ScriptedJudge(std::sync::atomic::AtomicUsize);
+
+impl tenbit::strong::ChatModel for ScriptedJudge {
+    fn name(&self) -> &str {
+        "scripted-judge"
+    }
+    fn chat(
+        &self,
+        _req: &tenbit::strong::ChatRequest,
+    ) -> Result<tenbit::strong::ChatResponse, tenbit::strong::StrongError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(tenbit::strong::ChatResponse {
+            content: if n % 2 == 0 { "Yes." } else { "No." }.into(),
+            finish_reason: tenbit::strong::FinishReason::Stop,
+            model: "scripted-judge".into(),
+            prompt_tokens: None,
+            completion_tokens: Some(2),
+        })
+    }
+}
+
+/// QA frames carry only the answer bits: the edge must re-run the whole small-model
+/// conversation (answer, questions, revision) and reach the encoder's final answer token for
+/// token. Here the frame is made on x86_64 and replayed on aarch64 (qemu) and on x86_64.
+#[test]
+#[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
+fn qa_frames_replay_identically_on_aarch64() {
+    use std::sync::Arc;
+    let tools = Tools::locate();
+    let judge = tenbit::strong::serve::Server::bind(
+        Arc::new(ScriptedJudge(Default::default())),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .expect("bind the judge on loopback")
+    .spawn();
+    let work = Scratch::new();
+    let prompt = "What is 7 times 8?";
+    let frame = work.0.join("qa.tbf");
+    let mut enc = tools.host_cmd();
+    enc.args([
+        "encode",
+        "--mode",
+        "qa",
+        "--bits",
+        "2",
+        "--strong",
+        &judge.url(),
+    ])
+    .arg("--model")
+    .arg(&tools.model)
+    .args(["--prompt", prompt, "-o"])
+    .arg(&frame);
+    let r = must(&mut enc, "x86_64 tenbit encode --mode qa", tools.limit);
+    let said = r.stderr.clone();
+    let encoder_final = said
+        .split("final answer:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the encoder prints its final answer; it said:\n{said}"))
+        .trim()
+        .to_string();
+    assert!(!encoder_final.is_empty(), "empty final answer");
+
+    let mut outs = Vec::new();
+    for (label, mut cmd) in [
+        ("x86_64 tenbit", tools.host_cmd()),
+        ("aarch64 tenbit-edge", tools.edge_cmd()),
+    ] {
+        let out = work.0.join(format!("{}.txt", label.replace(' ', "_")));
+        cmd.arg("decode")
+            .arg("--model")
+            .arg(&tools.model)
+            .args(["--prompt", prompt])
+            .arg(&frame)
+            .arg("-o")
+            .arg(&out);
+        let r = must(
+            &mut cmd,
+            &format!("{label} decode (QA replay)"),
+            tools.limit,
+        );
+        eprintln!("cross_arch: QA replay on {label}: {:.1} s", r.secs);
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        outs.push((label, text.trim().to_string()));
+    }
+    for (label, text) in &outs {
+        assert_eq!(
+            text, &encoder_final,
+            "{label}: QA replay differs from the encoder's final answer"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Unit tests of the logic above (these run in the normal workspace test run)
 // ---------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 
 use super::message::{check_body, Plan};
 use super::packet::{full_mask, AckPacket, DataPacket, FLAG_ACK_REQ};
-use super::{LinkError, SHARD_BUF};
+use super::{LinkError, MAX_SHARDS, SHARD_BUF};
 
 /// How many completed messages are remembered for duplicate suppression.
 const RECENT: usize = 16;
@@ -150,7 +150,20 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
     }
 
     /// Feeds one shard packet received at `now_ms`.
+    ///
+    /// A packet whose fields no parser would produce (no data shards, more than
+    /// [`MAX_SHARDS`] shards, an index beyond them, an empty shard) is refused with
+    /// [`LinkError::BadPacket`]: `DataPacket` has public fields, so the reassembler checks them
+    /// itself rather than trusting [`Packet::parse`](super::Packet::parse) to have run.
     pub fn handle(&mut self, now_ms: u64, p: &DataPacket<'_>) -> Result<Handled<'_>, LinkError> {
+        let total = p.data_shards as usize + p.parity_shards as usize;
+        if p.data_shards == 0
+            || total > MAX_SHARDS
+            || p.index as usize >= total
+            || p.payload.is_empty()
+        {
+            return Err(LinkError::BadPacket);
+        }
         let mut out = Handled::default();
         let want_ack = p.flags & FLAG_ACK_REQ != 0;
         let ack_all = |p: &DataPacket<'_>| AckPacket {
@@ -295,5 +308,55 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
     /// Ids of the messages in progress (for diagnostics).
     pub fn in_progress(&self) -> impl Iterator<Item = u8> + '_ {
         self.slots.iter().filter(|s| s.active).map(|s| s.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the link_fuzz `reassembler-raw` harness: shard fields that `Packet::parse`
+    /// never produces (the struct's fields are public) overflowed the shard bitmap shift or
+    /// indexed past the slot buffer.
+    #[test]
+    fn impossible_shard_fields_are_refused() {
+        let mut r = Reassembler::<512, 2>::new();
+        let payload = [7u8; 10];
+        let ok = DataPacket {
+            msg_id: 1,
+            index: 0,
+            data_shards: 2,
+            parity_shards: 0,
+            flags: 0,
+            payload: &payload,
+        };
+        for bad in [
+            DataPacket { index: 200, ..ok },
+            DataPacket { index: 2, ..ok },
+            DataPacket {
+                index: 100,
+                data_shards: 1,
+                ..ok
+            },
+            DataPacket {
+                data_shards: 0,
+                ..ok
+            },
+            DataPacket {
+                data_shards: 100,
+                parity_shards: 100,
+                ..ok
+            },
+            DataPacket { payload: &[], ..ok },
+        ] {
+            assert_eq!(
+                r.handle(0, &bad).err(),
+                Some(LinkError::BadPacket),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(r.stats().shards, 0);
+        assert!(r.handle(0, &ok).unwrap().delivered.is_none());
+        assert_eq!(r.stats().shards, 1);
     }
 }

@@ -26,6 +26,7 @@
 //! pages it touches plus the KV cache, which grows only as far as a message needs.
 
 pub mod kernels;
+pub mod kquant;
 pub mod math;
 pub mod quant;
 
@@ -38,7 +39,8 @@ pub use tenbit_common::TokenId;
 use crate::gguf::{GgmlType, Gguf, GgufError, TensorInfo};
 pub use kernels::KernelLevel;
 use kernels::Kernels;
-use quant::{dequant_q8_0_row, quantize_row, QRow, QK};
+use kquant::KKernels;
+use quant::{quantize_row, QRow, QK};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -102,12 +104,13 @@ impl Mat {
         let row_bytes = match t.ggml_type {
             GgmlType::Q4_1 => cols / QK * quant::Q4_1_BYTES,
             GgmlType::Q8_0 => cols / QK * quant::Q8_0_BYTES,
-            other => {
-                return Err(EngineError::Unsupported(format!(
-                    "tensor {} has type {other:?}; this engine supports Q4_1 and Q8_0 matrices",
+            other => kquant::row_bytes(other, cols).ok_or_else(|| {
+                EngineError::Unsupported(format!(
+                    "tensor {} has type {other:?} with rows of {cols}; this engine supports \
+                     Q4_1, Q8_0, Q5_0, Q4_K and Q6_K matrices",
                     t.name
-                )))
-            }
+                ))
+            })?,
         };
         if cols % QK != 0 {
             return Err(EngineError::Unsupported(format!(
@@ -231,9 +234,6 @@ impl Model {
         let tok_t = gguf.tensor("token_embd.weight")?;
         let n_vocab = tok_t.dims.get(1).copied().unwrap_or(0) as usize;
         let tok_embd = Mat::from_info(tok_t, n_embd, n_vocab)?;
-        if tok_embd.ty != GgmlType::Q8_0 {
-            return Err(EngineError::Unsupported("token_embd must be Q8_0".into()));
-        }
         let output = match gguf.tensor("output.weight") {
             Ok(t) => Mat::from_info(t, n_embd, n_vocab)?,
             Err(GgufError::MissingTensor(_)) => tok_embd.clone(),
@@ -331,6 +331,7 @@ const UBATCH: usize = 32;
 pub struct Session<'m> {
     model: &'m Model,
     k: Kernels,
+    kq: KKernels,
     pool: Option<rayon::ThreadPool>,
     cap: usize,
     n_past: usize,
@@ -363,6 +364,8 @@ impl<'m> Session<'m> {
         };
         let k = Kernels::new(level)
             .ok_or_else(|| EngineError::KernelUnavailable(level.to_string(), avail()))?;
+        let kq = KKernels::new(level)
+            .ok_or_else(|| EngineError::KernelUnavailable(level.to_string(), avail()))?;
         let threads = match opts.threads {
             0 => std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -385,6 +388,7 @@ impl<'m> Session<'m> {
         Ok(Session {
             model,
             k,
+            kq,
             pool,
             cap,
             n_past: 0,
@@ -527,7 +531,7 @@ impl<'m> Session<'m> {
             return;
         };
         let file = self.model.gguf.bytes();
-        let k = self.k;
+        let (k, kq) = (self.k, self.kq);
         let workers = pool.current_num_threads();
         let mut tasks: Vec<(&Mat, usize, &mut [f32])> = Vec::new();
         for (m, out) in jobs.iter_mut() {
@@ -545,7 +549,8 @@ impl<'m> Session<'m> {
                     let row = m.row(file, r0 + j);
                     *o = match m.ty {
                         GgmlType::Q4_1 => k.dot_q4_1(row, &acts[0]),
-                        _ => k.dot_q8_0(row, &acts[0]),
+                        GgmlType::Q8_0 => k.dot_q8_0(row, &acts[0]),
+                        ty => kq.dot(ty, row, &acts[0]),
                     };
                 }
             })
@@ -563,10 +568,11 @@ impl<'m> Session<'m> {
         );
         out.clear();
         out.resize(b * m.rows, 0.0);
-        let k = self.k;
+        let (k, kq) = (self.k, self.kq);
         let dot = |row: &[u8], a: &QRow| match m.ty {
             GgmlType::Q4_1 => k.dot_q4_1(row, a),
-            _ => k.dot_q8_0(row, a),
+            GgmlType::Q8_0 => k.dot_q8_0(row, a),
+            ty => kq.dot(ty, row, a),
         };
         if b == 1 {
             let body = |(ci, chunk): (usize, &mut [f32])| {
@@ -630,7 +636,8 @@ impl<'m> Session<'m> {
         let file = self.model.gguf.bytes();
         let mut x = vec![0.0f32; b * d];
         for (t, tok) in toks.iter().enumerate() {
-            dequant_q8_0_row(
+            kquant::dequant_row(
+                self.model.tok_embd.ty,
                 self.model.tok_embd.row(file, tok.index()),
                 &mut x[t * d..(t + 1) * d],
             );
