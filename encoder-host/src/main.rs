@@ -796,6 +796,15 @@ fn eval_command(c: EvalCli, model: &ModelArgs, quiet: bool) -> Result<()> {
             "task done"
         );
         records.push(r);
+        // Rewrite the report after every task: a long run that is interrupted keeps what it
+        // measured (the report says how many tasks it covers).
+        let partial = eval::report::Report::new(
+            file_label(&small_path),
+            strong_name.clone(),
+            bits.clone(),
+            records.clone(),
+        );
+        eval::report::write_all(&partial, &c.out)?;
         pb.inc(1);
     }
     pb.finish_and_clear();

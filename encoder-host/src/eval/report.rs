@@ -353,6 +353,7 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("bits sent per message (log scale)")
         .y_desc("accuracy")
         .draw()
@@ -360,7 +361,13 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
     for (i, su) in r.suites.iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
         let mut line = vec![(8.0 * qa_frame_bytes(0) as f64, su.acc_small)];
-        line.extend(su.qa.iter().map(|q| (q.mean_bits_sent, q.accuracy)));
+        // Configurations where every run failed sent nothing and have no place on a log axis.
+        line.extend(
+            su.qa
+                .iter()
+                .filter(|q| q.mean_bits_sent > 0.0)
+                .map(|q| (q.mean_bits_sent, q.accuracy)),
+        );
         let name = su.suite.name();
         chart
             .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
@@ -438,6 +445,7 @@ fn plot_ratio(r: &Report, path: &Path) -> Result<(), String> {
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
+        .light_line_style(WHITE)
         .x_desc("strong-model tokens per message (prompt + generated, log)")
         .y_desc("bits sent / raw strong answer bits (log)")
         .draw()
