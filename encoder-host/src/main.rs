@@ -239,11 +239,13 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
     /// Evaluate question-asking and rewrite against the small and strong models alone:
     /// HumanEval (pass@1 in a sandboxed python3) and math word problems with verified answers.
     /// Writes report.json, report.md and two SVG frontier plots into --out.
-    #[command(after_help = "Examples:\n  tenbit eval --suite math --limit 20 --strong http://127.0.0.1:8080\n  \
+    #[command(
+        after_help = "Examples:\n  tenbit eval --suite math --limit 20 --strong http://127.0.0.1:8080\n  \
 tenbit eval --suite humaneval --limit 10 --bits 1,2,5,10 --strong-model qwen2.5-coder-1.5b\n  \
 tenbit eval --small qwen2.5-coder-0.5b --strong-model qwen2.5-coder-1.5b --out eval-out\n\n\
 The strong model is --strong URL (any OpenAI-compatible server; --strong-model then names the \
-server's model) or a local GGUF: --strong PATH|NAME, or --strong-model PATH|NAME without --strong.")]
+server's model) or a local GGUF: --strong PATH|NAME, or --strong-model PATH|NAME without --strong."
+    )]
     Eval {
         /// Which benchmark(s).
         #[arg(long, value_enum, default_value = "all")]

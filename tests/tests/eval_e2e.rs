@@ -123,19 +123,31 @@ fn eval_math_smoke_report_is_consistent() {
 
     let tasks = r["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 2);
-    assert_eq!(tasks[0]["id"], "hand-01", "hand-written problems come first");
+    assert_eq!(
+        tasks[0]["id"], "hand-01",
+        "hand-written problems come first"
+    );
     let (mut sent, mut raw, mut ok_runs, mut qa_ok, mut small_ok, mut strong_ok) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for t in tasks {
         let strong_text = t["strong"]["text"].as_str().unwrap();
-        assert_eq!(t["strong_raw_bits"].as_u64().unwrap(), 8 * strong_text.len() as u64);
+        assert_eq!(
+            t["strong_raw_bits"].as_u64().unwrap(),
+            8 * strong_text.len() as u64
+        );
         assert!(t["strong_lossless_bits"].as_u64().unwrap() >= 8 * 6);
         let qa = t["qa"].as_array().unwrap();
         assert_eq!(qa.len(), 1);
         let run = &qa[0];
         if run["answer"]["error"].is_null() {
-            assert_eq!(run["bits_sent"].as_u64().unwrap(), 1 + q["overhead_bits"].as_u64().unwrap());
-            assert_eq!(run["frame_bytes"].as_u64().unwrap() * 8, run["bits_sent"].as_u64().unwrap());
+            assert_eq!(
+                run["bits_sent"].as_u64().unwrap(),
+                1 + q["overhead_bits"].as_u64().unwrap()
+            );
+            assert_eq!(
+                run["frame_bytes"].as_u64().unwrap() * 8,
+                run["bits_sent"].as_u64().unwrap()
+            );
             assert_eq!(run["questions"].as_array().unwrap().len(), 1);
             sent += run["bits_sent"].as_u64().unwrap();
             raw += t["strong_raw_bits"].as_u64().unwrap();
@@ -143,9 +155,16 @@ fn eval_math_smoke_report_is_consistent() {
         }
         // A graded answer's verdict matches its extracted number.
         for a in [&t["small"], &t["strong"], run] {
-            let a = if a.get("answer").is_some() { &a["answer"] } else { a };
+            let a = if a.get("answer").is_some() {
+                &a["answer"]
+            } else {
+                a
+            };
             if a["correct"].as_bool().unwrap() {
-                assert!(a["detail"].as_str().unwrap().ends_with(a["extracted"].as_str().unwrap()));
+                assert!(a["detail"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(a["extracted"].as_str().unwrap()));
             }
         }
         qa_ok += run["answer"]["correct"].as_bool().unwrap() as u64;
@@ -174,6 +193,9 @@ fn eval_math_smoke_report_is_consistent() {
             assert!(body.contains("<svg"), "{name} is not an SVG");
         }
     }
-    assert!(ok_runs > 0, "the scripted judge always answers, so QA runs succeed");
+    assert!(
+        ok_runs > 0,
+        "the scripted judge always answers, so QA runs succeed"
+    );
     let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -21,7 +21,8 @@ pub fn last_number(text: &str) -> Option<String> {
         }
         let mut start = i;
         // A minus sign counts when it is not part of a word or a subtraction like `5-3`.
-        if start > 0 && b[start - 1] == b'-' && (start < 2 || !b[start - 2].is_ascii_alphanumeric()) {
+        if start > 0 && b[start - 1] == b'-' && (start < 2 || !b[start - 2].is_ascii_alphanumeric())
+        {
             start -= 1;
         }
         let mut j = i;
@@ -223,7 +224,10 @@ mod tests {
     fn code_from_fences_prefers_the_entry_point() {
         let reply = "Here is a helper:\n```python\ndef helper():\n    return 1\n```\n\
                      And the function:\n```py\ndef add(a, b):\n    return a + b\n```\nDone.";
-        assert_eq!(extract_code(reply, "add"), "def add(a, b):\n    return a + b");
+        assert_eq!(
+            extract_code(reply, "add"),
+            "def add(a, b):\n    return a + b"
+        );
         // No block defines it: first python block.
         assert_eq!(extract_code(reply, "mul"), "def helper():\n    return 1");
         // Unterminated fence (cut off at the token limit).
@@ -237,7 +241,10 @@ mod tests {
     #[test]
     fn code_without_fences() {
         let reply = "The function is:\ndef add(a, b):\n    return a + b";
-        assert_eq!(extract_code(reply, "add"), "def add(a, b):\n    return a + b");
+        assert_eq!(
+            extract_code(reply, "add"),
+            "def add(a, b):\n    return a + b"
+        );
         let body = "    return a + b";
         assert_eq!(extract_code(body, "add"), "    return a + b");
     }
@@ -251,8 +258,14 @@ mod tests {
         assert!(full.contains("\n\ndef add(a, b):\n    return a + b"));
         assert!(full.trim_end().ends_with("check(add)"));
         let body = build_program(prompt, "return a + b", "add", test);
-        assert!(body.contains("\"\"\"Add.\"\"\"\n    return a + b\n"), "{body}");
+        assert!(
+            body.contains("\"\"\"Add.\"\"\"\n    return a + b\n"),
+            "{body}"
+        );
         let body2 = build_program(prompt, "    return a + b", "add", test);
-        assert!(body2.contains("\"\"\"Add.\"\"\"\n    return a + b\n"), "{body2}");
+        assert!(
+            body2.contains("\"\"\"Add.\"\"\"\n    return a + b\n"),
+            "{body2}"
+        );
     }
 }

@@ -80,9 +80,10 @@ impl<'a> Metered<'a> {
 /// Tokens a request and its reply cost: the server's usage figures, else about 4 bytes a token.
 fn tokens_of(req: &ChatRequest, resp: &ChatResponse) -> u64 {
     let est = |s: usize| (s as u64).div_ceil(4);
-    let p = resp.prompt_tokens.map(u64::from).unwrap_or_else(|| {
-        est(req.messages.iter().map(|m| m.content.len()).sum())
-    });
+    let p = resp
+        .prompt_tokens
+        .map(u64::from)
+        .unwrap_or_else(|| est(req.messages.iter().map(|m| m.content.len()).sum()));
     let c = resp
         .completion_tokens
         .map(u64::from)
@@ -233,7 +234,12 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn answer(&self, task: &Task, text: String, error: Option<String>) -> Result<Answer, EvalError> {
+    fn answer(
+        &self,
+        task: &Task,
+        text: String,
+        error: Option<String>,
+    ) -> Result<Answer, EvalError> {
         let graded = if error.is_some() {
             Graded {
                 correct: false,
@@ -443,7 +449,11 @@ mod tests {
         m.chat(&a).unwrap();
         m.chat(&a).unwrap();
         m.chat(&b).unwrap();
-        assert_eq!(inner.0.load(Ordering::SeqCst), 2, "second `a` is served from cache");
+        assert_eq!(
+            inner.0.load(Ordering::SeqCst),
+            2,
+            "second `a` is served from cache"
+        );
         assert_eq!(m.take(), (3, 39), "each call is charged its 13 tokens");
         assert_eq!(m.take(), (0, 0));
         // Sampled requests are never reused.

@@ -116,7 +116,10 @@ pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSum
                 .iter()
                 .filter_map(|r| r.qa.iter().find(|q| q.k == k).map(|q| (*r, q)))
                 .collect();
-            let ok: Vec<_> = runs.iter().filter(|(_, q)| q.answer.error.is_none()).collect();
+            let ok: Vec<_> = runs
+                .iter()
+                .filter(|(_, q)| q.answer.error.is_none())
+                .collect();
             let sent: u64 = ok.iter().map(|(_, q)| q.bits_sent).sum();
             let acc = accuracy(runs.iter().map(|(_, q)| q.answer.graded.correct));
             QaSummary {
@@ -141,7 +144,10 @@ pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSum
         .filter_map(|r| r.rewrite.as_ref().map(|w| (*r, w)))
         .collect();
     let rewrite = (!rw.is_empty()).then(|| {
-        let ok: Vec<_> = rw.iter().filter(|(_, w)| w.answer.error.is_none()).collect();
+        let ok: Vec<_> = rw
+            .iter()
+            .filter(|(_, w)| w.answer.error.is_none())
+            .collect();
         let sent: u64 = ok.iter().map(|(_, w)| w.bits_sent).sum();
         RewriteSummary {
             accuracy: accuracy(rw.iter().map(|(_, w)| w.answer.graded.correct)),
@@ -319,7 +325,11 @@ pub fn write_all(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
 const COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
 
 fn bounds(xs: &[f64]) -> (f64, f64) {
-    let lo = xs.iter().copied().filter(|x| *x > 0.0).fold(f64::INFINITY, f64::min);
+    let lo = xs
+        .iter()
+        .copied()
+        .filter(|x| *x > 0.0)
+        .fold(f64::INFINITY, f64::min);
     let hi = xs.iter().copied().fold(0.0f64, f64::max);
     if !lo.is_finite() || hi <= 0.0 {
         return (1.0, 10.0);
@@ -343,7 +353,10 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Accuracy vs bits sent ({} / {})", r.small_model, r.strong_model),
+            format!(
+                "Accuracy vs bits sent ({} / {})",
+                r.small_model, r.strong_model
+            ),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -375,8 +388,16 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
             .label(format!("{name}: small (K=0) and small+QA"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         let mut labels: Vec<(f64, f64, String)> = vec![(line[0].0, line[0].1, "small".into())];
-        labels.extend(su.qa.iter().map(|q| (q.mean_bits_sent, q.accuracy, format!("K={}", q.k))));
-        labels.push((su.mean_strong_lossless_bits, su.acc_strong, "strong lossless".into()));
+        labels.extend(
+            su.qa
+                .iter()
+                .map(|q| (q.mean_bits_sent, q.accuracy, format!("K={}", q.k))),
+        );
+        labels.push((
+            su.mean_strong_lossless_bits,
+            su.acc_strong,
+            "strong lossless".into(),
+        ));
         labels.push((su.mean_strong_raw_bits, su.acc_strong, "strong raw".into()));
         if let Some(w) = &su.rewrite {
             labels.push((w.mean_bits_sent, w.accuracy, "rewrite".into()));
@@ -435,7 +456,10 @@ fn plot_ratio(r: &Report, path: &Path) -> Result<(), String> {
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            format!("Compression ratio vs strong-model compute ({} / {})", r.small_model, r.strong_model),
+            format!(
+                "Compression ratio vs strong-model compute ({} / {})",
+                r.small_model, r.strong_model
+            ),
             ("sans-serif", 20),
         )
         .margin(15)
@@ -498,7 +522,11 @@ mod tests {
         near(gap_recovered(0.2, 0.6, 0.7), 1.25);
         near(gap_recovered(0.25, 0.75, 0.375), 0.25);
         assert_eq!(gap_recovered(0.5, 0.5, 0.7), None, "no gap");
-        assert_eq!(gap_recovered(0.6, 0.2, 0.4), None, "strong worse than small");
+        assert_eq!(
+            gap_recovered(0.6, 0.2, 0.4),
+            None,
+            "strong worse than small"
+        );
         assert_eq!(accuracy([true, false, true, true]), 0.75);
         assert_eq!(accuracy(Vec::<bool>::new()), 0.0);
         assert_eq!(ratio(9 * 8, 1000), Some(0.072));

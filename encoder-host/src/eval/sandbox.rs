@@ -260,14 +260,20 @@ mod tests {
     fn passing_and_failing_programs_are_told_apart() {
         let ok = run_python("def f(x):\n    return x + 1\nassert f(1) == 2\n", &quick()).unwrap();
         assert_eq!(ok, Outcome::Passed);
-        let bad = run_python("def f(x):\n    return x\nassert f(1) == 2, 'wrong'\n", &quick())
-            .unwrap();
+        let bad = run_python(
+            "def f(x):\n    return x\nassert f(1) == 2, 'wrong'\n",
+            &quick(),
+        )
+        .unwrap();
         match &bad {
             Outcome::Failed {
                 code, stderr_tail, ..
             } => {
                 assert_eq!(*code, Some(1));
-                assert!(stderr_tail.contains("AssertionError: wrong"), "{stderr_tail}");
+                assert!(
+                    stderr_tail.contains("AssertionError: wrong"),
+                    "{stderr_tail}"
+                );
             }
             other => panic!("{other:?}"),
         }

