@@ -3,11 +3,12 @@
 //! it or with another adapter; an adapter for another base model is refused on loading; an
 //! adapter travels to the board over a pty "cable" and arrives hash-checked.
 
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serialport::{SerialPort, TTYPort};
+#[path = "support/cable.rs"]
+mod cable;
+use cable::pty_cable;
 use tenbit_models::adapter::Target;
 use tenbit_models::lm_codec::identity_of;
 use tenbit_tests::{bin, model_path, run, write_test_adapter};
@@ -132,25 +133,6 @@ fn adapter_for_another_base_model_is_refused_with_exit_3() {
     );
 }
 
-fn relay(mut from: TTYPort, mut to: TTYPort) {
-    std::thread::spawn(move || {
-        let _ = from.set_timeout(Duration::from_millis(50));
-        let mut buf = [0u8; 512];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                Err(_) => return,
-            }
-        }
-    });
-}
-
 #[test]
 fn adapter_send_and_receive_over_a_pty_cable() {
     let d = tmp("link");
@@ -158,14 +140,8 @@ fn adapter_send_and_receive_over_a_pty_cable() {
     let dst = d.join("received.tbl");
     // Rank 1 on q: ~70 KB, several link messages.
     let h = write_test_adapter(&src, 4, 1, &[Target::Q], None);
-    let (ma, sa) = TTYPort::pair().expect("openpty");
-    let (mb, sb) = TTYPort::pair().expect("openpty");
-    let (pa, pb) = (sa.name().unwrap(), sb.name().unwrap());
-    relay(
-        ma.try_clone_native().unwrap(),
-        mb.try_clone_native().unwrap(),
-    );
-    relay(mb, ma);
+    let cable = pty_cable();
+    let (pa, pb) = (cable.a.clone(), cable.b.clone());
     let link = ["--link", "serial-921600", "--no-pace"];
     let rx = Command::new(bin("tenbit-edge"))
         .args([
@@ -195,7 +171,7 @@ fn adapter_send_and_receive_over_a_pty_cable() {
     assert!(got.status.success(), "receive: {}", stderr(&got));
     assert!(String::from_utf8_lossy(&got.stdout).contains(&hex(&h)));
     assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&src).unwrap());
-    drop((sa, sb));
+    drop(cable);
 }
 
 #[test]

@@ -6,39 +6,15 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serialport::{SerialPort, TTYPort};
+#[path = "support/cable.rs"]
+mod cable;
+use cable::pty_cable;
 use tenbit_tests::{bin, model_path};
-
-/// Copy bytes from one pty master to the other until either side closes.
-fn relay(mut from: TTYPort, mut to: TTYPort) {
-    std::thread::spawn(move || {
-        let _ = from.set_timeout(Duration::from_millis(50));
-        let mut buf = [0u8; 512];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
-                Err(_) => return,
-            }
-        }
-    });
-}
 
 #[test]
 fn send_and_listen_over_a_pty_cable() {
-    let (ma, sa) = TTYPort::pair().expect("openpty");
-    let (mb, sb) = TTYPort::pair().expect("openpty");
-    let (pa, pb) = (sa.name().unwrap(), sb.name().unwrap());
-    relay(
-        ma.try_clone_native().unwrap(),
-        mb.try_clone_native().unwrap(),
-    );
-    relay(mb, ma);
+    let cable = pty_cable();
+    let (pa, pb) = (cable.a.clone(), cable.b.clone());
     let prompt = "How do I tie a bowline knot?";
     let text =
         std::fs::read(tenbit_tests::data_dir().join("llm/02-bowline-knot.response.txt")).unwrap();
@@ -95,7 +71,7 @@ fn send_and_listen_over_a_pty_cable() {
         [&text[..], b"\n\n"].concat(),
         "listener printed something else"
     );
-    drop((sa, sb));
+    drop(cable);
 }
 
 #[test]
@@ -144,14 +120,8 @@ fn scratch(tag: &str) -> std::path::PathBuf {
 /// 1% off-time never has to pass), ARQ acknowledged.
 #[test]
 fn send_and_listen_lora_sf9_paced_over_a_pty_cable() {
-    let (ma, sa) = TTYPort::pair().expect("openpty");
-    let (mb, sb) = TTYPort::pair().expect("openpty");
-    let (pa, pb) = (sa.name().unwrap(), sb.name().unwrap());
-    relay(
-        ma.try_clone_native().unwrap(),
-        mb.try_clone_native().unwrap(),
-    );
-    relay(mb, ma);
+    let cable = pty_cable();
+    let (pa, pb) = (cable.a.clone(), cable.b.clone());
     let dir = tenbit_tests::data_dir().join("llm");
     let prompt = std::fs::read_to_string(dir.join("52-knots-conversion.prompt.txt")).unwrap();
     let text = std::fs::read(dir.join("52-knots-conversion.response.txt")).unwrap();
@@ -184,7 +154,7 @@ fn send_and_listen_lora_sf9_paced_over_a_pty_cable() {
         String::from_utf8_lossy(&got.stderr)
     );
     assert_eq!(got.stdout, [&text[..], b"\n\n"].concat());
-    drop((sa, sb));
+    drop(cable);
 }
 
 /// One-way (FEC over several 58-byte packets) and sealed, through stdin/stdout (`--port -`), as `tenbit send ... | tenbit-edge
