@@ -44,7 +44,7 @@ pub struct ModelArgs {
     /// Worker threads (0 = all cores). Never changes the output, only the speed.
     #[arg(long, short = 'T', default_value_t = 0, value_name = "N")]
     pub threads: usize,
-    /// Force a kernel level (scalar, sse2, avx2, avx512, neon, neon-dot). Never changes the output.
+    /// Force a kernel level (scalar, sse2, avx2, avx512, neon). Never changes the output.
     #[arg(long, value_name = "LEVEL")]
     pub kernel: Option<KernelLevel>,
     /// LoRA adapter file (from `tenbit lora train`) applied to the small model. Frames name

@@ -17,7 +17,7 @@
 //! * `TENBIT_MODEL`: the GGUF (default `~/.cache/tenbit/models/SmolLM2-135M-Instruct.Q4_1.gguf`).
 //! * `TENBIT_CROSS_MAX_LLM` (default 0, to fit CI): how many of the shortest `tests/data/llm/`
 //!   responses to add to the fixed set in `tests/data/cross_arch/`.
-//! * `TENBIT_CROSS_AARCH64_KERNELS` (default `neon,neon-dot`): aarch64 kernels to compare; a
+//! * `TENBIT_CROSS_AARCH64_KERNELS` (default `neon`): aarch64 kernels to compare; a
 //!   kernel name the build does not know is reported and left out, any other error fails.
 //! * `TENBIT_CROSS_FULL=1`: also aarch64 scalar and NEON batched (slow under qemu).
 //!
@@ -579,7 +579,7 @@ fn x86_frames_decode_identically_on_aarch64_and_logits_hash_equal() {
     .unwrap_or_else(|e| panic!("responses: {e}"));
     let full = std::env::var("TENBIT_CROSS_FULL").is_ok_and(|v| v == "1");
     let aarch64_kernels: Vec<String> = std::env::var("TENBIT_CROSS_AARCH64_KERNELS")
-        .unwrap_or_else(|_| "neon,neon-dot".into())
+        .unwrap_or_else(|_| "neon".into())
         .split(',')
         .map(|k| k.trim().to_owned())
         .filter(|k| !k.is_empty())
