@@ -23,13 +23,13 @@ use super::quant::{f16_to_f32, QRow, Q4_1_BYTES, Q8_0_BYTES, QK};
 
 /// Every f16 bit pattern as f32 (256 KiB). Built from the exact software conversion, so a
 /// lookup is bit-identical to converting; it just skips the per-block bit twiddling.
-fn f16_lut() -> &'static [f32] {
+pub(super) fn f16_lut() -> &'static [f32] {
     static LUT: OnceLock<Box<[f32]>> = OnceLock::new();
     LUT.get_or_init(|| (0..=u16::MAX).map(f16_to_f32).collect())
 }
 
 #[inline(always)]
-fn lut_f16(lut: &[f32], b: &[u8]) -> f32 {
+pub(super) fn lut_f16(lut: &[f32], b: &[u8]) -> f32 {
     lut[u16::from_le_bytes([b[0], b[1]]) as usize]
 }
 

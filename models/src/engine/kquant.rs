@@ -29,9 +29,7 @@
 //! Levels: scalar (the reference), AVX2 (also used at the AVX-512 level), NEON; the SSE2 level
 //! uses the scalar integer code for these types. Tests hold every level to scalar bit for bit.
 
-use std::sync::OnceLock;
-
-use super::kernels::{KernelLevel, RowFn};
+use super::kernels::{f16_lut, lut_f16, KernelLevel, RowFn};
 use super::quant::{f16_to_f32, QRow, QK};
 use crate::gguf::GgmlType;
 
@@ -40,16 +38,6 @@ pub const Q5_0_BYTES: usize = 22;
 pub const QK_K: usize = 256;
 pub const Q4_K_BYTES: usize = 144;
 pub const Q6_K_BYTES: usize = 210;
-
-fn f16_lut() -> &'static [f32] {
-    static LUT: OnceLock<Box<[f32]>> = OnceLock::new();
-    LUT.get_or_init(|| (0..=u16::MAX).map(f16_to_f32).collect())
-}
-
-#[inline(always)]
-fn lut_f16(lut: &[f32], b: &[u8]) -> f32 {
-    lut[u16::from_le_bytes([b[0], b[1]]) as usize]
-}
 
 /// Whether this module handles matrices of type `ty`.
 pub fn handles(ty: GgmlType) -> bool {
