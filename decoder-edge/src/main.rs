@@ -292,11 +292,7 @@ fn run(cli: Cli) -> Result<()> {
                     "adapter   {} (rank {}, {})",
                     hex::encode(a.content_hash()),
                     a.rank,
-                    a.targets
-                        .iter()
-                        .map(|t| t.name())
-                        .collect::<Vec<_>>()
-                        .join(",")
+                    tenbit_models::adapter::Target::list(&a.targets)
                 );
             }
             println!(

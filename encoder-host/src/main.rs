@@ -258,44 +258,11 @@ The strong model is --strong URL (any OpenAI-compatible server; --strong-model t
 server's model) or a local GGUF: --strong PATH|NAME, or --strong-model PATH|NAME without --strong."
     )]
     Eval {
-        /// Which benchmark(s).
-        #[arg(long, value_enum, default_value = "all")]
-        suite: SuiteArg,
-        /// Only the first N tasks of each suite (math: the hand-written ones first).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Question counts K to evaluate, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10")]
-        bits: Vec<usize>,
         /// Small model (GGUF path or catalogue name); same as --model.
         #[arg(long, value_name = "PATH|NAME")]
         small: Option<String>,
-        /// Strong model: an OpenAI-compatible server URL, or a local GGUF path / catalogue name.
-        /// Default: TENBIT_STRONG_URL.
-        #[arg(long, value_name = "URL|GGUF")]
-        strong: Option<String>,
-        /// With a URL: the model name sent to the server (TENBIT_STRONG_MODEL). Without
-        /// --strong: a local GGUF path or catalogue name run by tenbit's engine.
-        #[arg(long, value_name = "NAME|GGUF")]
-        strong_model: Option<String>,
-        /// Output directory for report.json, report.md and the plots.
-        #[arg(long, default_value = "eval-out")]
-        out: PathBuf,
-        /// Generated math problems (after the hand-written ones) when --limit is absent.
-        #[arg(long, default_value_t = 42)]
-        math_generated: usize,
-        /// Seed of the math problem generator.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Token limit of the strong model's answers.
-        #[arg(long, default_value_t = 512)]
-        strong_max_tokens: u32,
-        /// Token limit of the strong model's rewrites.
-        #[arg(long, default_value_t = 512)]
-        rewrite_max_tokens: u32,
-        /// Wall-clock limit of one HumanEval test run, in seconds.
-        #[arg(long, default_value_t = 10)]
-        test_timeout: u64,
+        #[command(flatten)]
+        cfg: EvalCli,
         #[command(flatten)]
         model: ModelArgs,
     },
@@ -712,36 +679,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Eval {
-            suite,
-            limit,
-            bits,
             small,
-            strong,
-            strong_model,
-            out,
-            math_generated,
-            seed,
-            strong_max_tokens,
-            rewrite_max_tokens,
-            test_timeout,
+            cfg,
             mut model,
         } => {
             if small.is_some() {
                 model.model = small;
             }
-            let cfg = EvalCli {
-                suite,
-                limit,
-                bits,
-                strong,
-                strong_model,
-                out,
-                math_generated,
-                seed,
-                strong_max_tokens,
-                rewrite_max_tokens,
-                test_timeout,
-            };
             eval_command(cfg, &model, quiet)?;
         }
         Cmd::HashLogits {
@@ -818,7 +762,7 @@ fn lora_train(
         docs.len(),
         cfg.rank,
         cfg.alpha,
-        cfg.targets.iter().map(|t| t.name()).collect::<Vec<_>>().join(","),
+        tenbit_models::adapter::Target::list(&cfg.targets),
         cfg.steps,
         cfg.seq_len
     );
@@ -904,11 +848,7 @@ fn adapter_info(file: &std::path::Path) -> Result<()> {
     );
     println!(
         "targets    {}",
-        a.targets
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(",")
+        tenbit_models::adapter::Target::list(&a.targets)
     );
     println!(
         "identity   {} (frame tag 0x{:02x})",
@@ -967,17 +907,43 @@ fn adapter_send(file: &std::path::Path, link: &LinkArgs, quiet: bool) -> Result<
     Ok(())
 }
 
+/// The options of `tenbit eval` (also what the eval functions take).
+#[derive(clap::Args)]
 struct EvalCli {
+    /// Which benchmark(s).
+    #[arg(long, value_enum, default_value = "all")]
     suite: SuiteArg,
+    /// Only the first N tasks of each suite (math: the hand-written ones first).
+    #[arg(long)]
     limit: Option<usize>,
+    /// Question counts K to evaluate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5,10")]
     bits: Vec<usize>,
+    /// Strong model: an OpenAI-compatible server URL, or a local GGUF path / catalogue name.
+    /// Default: TENBIT_STRONG_URL.
+    #[arg(long, value_name = "URL|GGUF")]
     strong: Option<String>,
+    /// With a URL: the model name sent to the server (TENBIT_STRONG_MODEL). Without
+    /// --strong: a local GGUF path or catalogue name run by tenbit's engine.
+    #[arg(long, value_name = "NAME|GGUF")]
     strong_model: Option<String>,
+    /// Output directory for report.json, report.md and the plots.
+    #[arg(long, default_value = "eval-out")]
     out: PathBuf,
+    /// Generated math problems (after the hand-written ones) when --limit is absent.
+    #[arg(long, default_value_t = 42)]
     math_generated: usize,
+    /// Seed of the math problem generator.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Token limit of the strong model's answers.
+    #[arg(long, default_value_t = 512)]
     strong_max_tokens: u32,
+    /// Token limit of the strong model's rewrites.
+    #[arg(long, default_value_t = 512)]
     rewrite_max_tokens: u32,
+    /// Wall-clock limit of one HumanEval test run, in seconds.
+    #[arg(long, default_value_t = 10)]
     test_timeout: u64,
 }
 

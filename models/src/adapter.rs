@@ -91,6 +91,15 @@ impl Target {
         }
     }
 
+    /// `q,v,o`-style list, the spelling `--targets` takes and `adapter info` prints.
+    pub fn list(targets: &[Target]) -> String {
+        targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn bit(self) -> u8 {
         1 << Target::ALL.iter().position(|t| *t == self).unwrap()
     }
