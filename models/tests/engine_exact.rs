@@ -132,3 +132,45 @@ fn truncate_and_refeed_reproduces_the_same_logits() {
     assert!(small.feed(&toks[..9]).is_err());
     assert!(small.feed(&[TokenId(49152)]).is_err());
 }
+
+#[test]
+fn a_cache_moved_between_sessions_continues_bit_exactly_and_refuses_a_misfit() {
+    let m = model();
+    let toks = tokens();
+    let base = one_by_one(&m, KernelLevel::detect(), 2);
+    let mut a = Session::new(&m, SessionOptions::default()).unwrap();
+    a.feed(&toks[..70]).unwrap();
+    let kv = a.take_cache();
+    assert_eq!((kv.len(), a.len()), (70, 0));
+    // Another session (one thread, so another pool) continues from the moved cache.
+    let mut b = Session::new(
+        &m,
+        SessionOptions {
+            threads: 1,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    b.put_cache(kv).unwrap();
+    b.truncate(50);
+    let mut got = Vec::new();
+    b.feed_all(&toks[50..], &mut |_, l| got.push(logits_hash(l)))
+        .unwrap();
+    assert_eq!(got, base[50..]);
+    // Too long for a smaller session: handed back untouched.
+    let kv = b.take_cache();
+    let mut small = Session::new(
+        &m,
+        SessionOptions {
+            max_ctx: 64,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let kv = small.put_cache(kv).unwrap_err();
+    assert_eq!((kv.len(), small.len()), (N, 0));
+    // A cache of another Model value (same file, same shape) is refused too.
+    let other = model();
+    let mut c = Session::new(&other, SessionOptions::default()).unwrap();
+    assert!(c.put_cache(kv).is_err());
+}

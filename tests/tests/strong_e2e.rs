@@ -177,3 +177,41 @@ fn strong_server_down_and_too_many_bits_are_clear_errors() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("maximum"), "{}", stderr(&out));
 }
+
+/// The local strong model keeps the previous request's KV cache and re-feeds only what differs
+/// (QA judging repeats task, reference and draft with a new question). Replies must be exactly
+/// those of a model that prefills every prompt from scratch.
+#[test]
+fn local_model_prefix_reuse_changes_no_reply() {
+    use tenbit::strong::{ChatMessage, LocalModel};
+    let req = |q: &str| {
+        ChatRequest::new(vec![
+            ChatMessage::system("You are a careful assistant."),
+            ChatMessage::user(format!(
+                "Task: a train travels 60 km in 45 minutes. Draft: 80 km/h.\nQuestion: {q}"
+            )),
+        ])
+        .max_tokens(12)
+    };
+    let asks = [
+        "Is the speed in km/h correct?",
+        "Is 45 minutes three quarters of an hour?",
+        "Is 45 minutes three quarters of an hour?",
+        "Is the speed in km/h correct?",
+    ];
+    let warm = LocalModel::load(model_path()).expect("load SmolLM2");
+    let warm_replies: Vec<String> = asks
+        .iter()
+        .map(|q| warm.chat(&req(q)).unwrap().content)
+        .collect();
+    assert!(
+        warm.prefix_tokens_reused() > 3 * 20,
+        "later requests share the system turn and task: {} tokens reused",
+        warm.prefix_tokens_reused()
+    );
+    for (q, got) in asks.iter().zip(&warm_replies) {
+        let cold = LocalModel::load(model_path()).unwrap();
+        assert_eq!(&cold.chat(&req(q)).unwrap().content, got, "question {q:?}");
+        assert_eq!(cold.prefix_tokens_reused(), 0);
+    }
+}

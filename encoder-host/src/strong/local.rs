@@ -6,10 +6,11 @@
 //! always gets the same reply.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tenbit_models::chat::ChatTemplate;
-use tenbit_models::engine::{Model, Session, SessionOptions, TokenId};
+use tenbit_models::engine::{KvCache, Model, Session, SessionOptions, TokenId};
 use tenbit_models::generate::argmax;
 use tenbit_models::tokenizer::Tokenizer;
 
@@ -22,8 +23,11 @@ pub struct LocalModel {
     tok: Tokenizer,
     tmpl: ChatTemplate,
     opts: SessionOptions,
-    /// One generation at a time: each uses every core, so running two only thrashes.
-    busy: Mutex<()>,
+    /// The previous request's tokens and KV cache. Holding the lock also means one generation at
+    /// a time: each uses every core, so running two only thrashes.
+    cache: Mutex<Option<(Vec<TokenId>, KvCache)>>,
+    /// Prompt tokens served from the cache so far (observability: logs and tests).
+    reused: AtomicUsize,
 }
 
 impl std::fmt::Debug for LocalModel {
@@ -120,7 +124,8 @@ impl LocalModel {
             tok,
             tmpl,
             opts,
-            busy: Mutex::new(()),
+            cache: Mutex::new(None),
+            reused: AtomicUsize::new(0),
         })
     }
 
@@ -128,6 +133,12 @@ impl LocalModel {
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
+    }
+
+    /// Prompt tokens that requests so far did not have to prefill again because they repeated
+    /// the previous request's prefix.
+    pub fn prefix_tokens_reused(&self) -> usize {
+        self.reused.load(Ordering::Relaxed)
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -166,9 +177,27 @@ impl ChatModel for LocalModel {
         let prompt = self.tmpl.render(&self.tok, &msgs);
 
         // A poisoned lock only means an earlier request panicked; the model itself is immutable.
-        let _guard = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let mut sess = Session::new(&self.model, self.opts.clone())
             .map_err(|e| StrongError::Local(e.to_string()))?;
+        // Reuse the KV cache of the longest prefix shared with the previous request (QA judging
+        // sends the same task, reference and draft with a new question each time). At least
+        // the last prompt token is fed again, for its logits.
+        let mut reused = 0;
+        if let Some((prev, kv)) = cached.take() {
+            let common = prev
+                .iter()
+                .zip(&prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(prompt.len().saturating_sub(1));
+            if common > 0 && sess.put_cache(kv).is_ok() {
+                sess.truncate(common);
+                reused = common;
+            }
+        }
+        self.reused.fetch_add(reused, Ordering::Relaxed);
+        tracing::debug!(reused, prompt = prompt.len(), "local strong model request");
         let cap = sess.capacity();
         if prompt.len() >= cap {
             return Err(StrongError::ContextTooLong {
@@ -184,7 +213,7 @@ impl ChatModel for LocalModel {
         let mut rng = SplitMix64(req.seed.unwrap_or(0));
         let mut out: Vec<TokenId> = Vec::new();
         let mut logits = sess
-            .feed(&prompt)
+            .feed(&prompt[reused..])
             .map_err(|e| StrongError::Local(e.to_string()))?
             .to_vec();
         let mut finish = FinishReason::Length;
@@ -217,6 +246,10 @@ impl ChatModel for LocalModel {
                     .map_err(|e| StrongError::Local(e.to_string()))?,
             );
         }
+        // The session now holds the prompt and every generated token but the last (never fed).
+        let mut fed = prompt.clone();
+        fed.extend_from_slice(&out[..sess.len() - prompt.len()]);
+        *cached = Some((fed, sess.take_cache()));
         let mut content = String::from_utf8_lossy(&self.tok.decode(&out)).into_owned();
         if let Some(i) = stop_at {
             content.truncate(i);

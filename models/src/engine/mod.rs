@@ -406,6 +406,36 @@ pub struct Session<'m> {
     logits: Vec<f32>,
 }
 
+/// A session's KV cache detached from its model borrow (see [`Session::take_cache`]).
+///
+/// It remembers which `Model` value filled it (by address, valid while that model lives), so
+/// it cannot be restored into a session of another model of the same shape.
+pub struct KvCache {
+    model: usize,
+    n_past: usize,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    /// Cached positions.
+    pub fn len(&self) -> usize {
+        self.n_past
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n_past == 0
+    }
+}
+
+impl std::fmt::Debug for KvCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvCache")
+            .field("n_past", &self.n_past)
+            .finish()
+    }
+}
+
 /// sha256 over the little-endian bit patterns of logits: the bit-exactness probe.
 pub fn logits_hash(logits: &[f32]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -494,6 +524,44 @@ impl<'m> Session<'m> {
             self.vcache[l].truncate(n * kv);
         }
         self.n_past = n;
+    }
+
+    /// Move the KV cache out, leaving this session empty.
+    ///
+    /// A session borrows its model, so a long-lived owner such as the strong-model server cannot
+    /// keep one between requests; it keeps the cache instead and puts it into the next request's
+    /// session, re-feeding only what differs from the cached prefix. Because prefill chunking
+    /// never changes the engine's results, the reply is the same as from a fresh session.
+    pub fn take_cache(&mut self) -> KvCache {
+        let kv = KvCache {
+            model: self.model as *const Model as usize,
+            n_past: self.n_past,
+            k: std::mem::replace(&mut self.kcache, vec![Vec::new(); self.model.cfg.n_layer]),
+            v: std::mem::replace(&mut self.vcache, vec![Vec::new(); self.model.cfg.n_layer]),
+        };
+        self.n_past = 0;
+        kv
+    }
+
+    /// Restore a cache from [`take_cache`](Self::take_cache) of a session on this same `Model`
+    /// value. Refuses (and hands back) a cache of another model or one that does not fit this
+    /// session's capacity. The logits of the last cached position are not kept: feed at least
+    /// one token before reading them.
+    pub fn put_cache(&mut self, kv: KvCache) -> Result<(), KvCache> {
+        let cfg = &self.model.cfg;
+        let per = kv.n_past * cfg.kv_dim();
+        let fits = kv.model == self.model as *const Model as usize
+            && kv.n_past <= self.cap
+            && kv.k.len() == cfg.n_layer
+            && kv.v.len() == cfg.n_layer
+            && kv.k.iter().chain(&kv.v).all(|l| l.len() == per);
+        if !fits {
+            return Err(kv);
+        }
+        self.n_past = kv.n_past;
+        self.kcache = kv.k;
+        self.vcache = kv.v;
+        Ok(())
     }
 
     /// Feed tokens as one batch; return the logits after the last one.
