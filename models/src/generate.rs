@@ -72,7 +72,31 @@ impl<'m> Conversation<'m> {
         stop: &[TokenId],
         max_new: usize,
     ) -> Result<Vec<TokenId>, EngineError> {
-        let mut next = argmax(self.sync(context)?);
+        self.greedy_avoiding(context, stop, max_new, &[])
+    }
+
+    /// [`greedy`](Self::greedy) whose first token is never one of `banned_first` (QA asks for
+    /// another question this way when the model repeats one: greedy decoding of the same
+    /// context would repeat it forever). With nothing banned it is exactly `greedy`.
+    pub fn greedy_avoiding(
+        &mut self,
+        context: &[TokenId],
+        stop: &[TokenId],
+        max_new: usize,
+        banned_first: &[TokenId],
+    ) -> Result<Vec<TokenId>, EngineError> {
+        let first = self.sync(context)?;
+        let mut next = if banned_first.is_empty() {
+            argmax(first)
+        } else {
+            let mut l = first.to_vec();
+            for t in banned_first {
+                if let Some(v) = l.get_mut(t.index()) {
+                    *v = f32::NEG_INFINITY;
+                }
+            }
+            argmax(&l)
+        };
         let mut out = Vec::new();
         while !stop.contains(&next) && out.len() < max_new {
             if self.sess.len() >= self.sess.capacity() {

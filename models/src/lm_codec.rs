@@ -601,12 +601,24 @@ impl LmCodec<'_> {
         k: usize,
         oracle: &mut dyn qa::Oracle,
     ) -> Result<(Vec<u8>, qa::Transcript), CodecError> {
+        self.encode_qa_with(prompt, k, qa::Protocol::CURRENT, oracle)
+    }
+
+    /// [`encode_qa`](Self::encode_qa) with an explicit conversation revision (tests of older
+    /// frames; the edge replays whichever revision the frame names).
+    pub fn encode_qa_with(
+        &self,
+        prompt: &[u8],
+        k: usize,
+        protocol: qa::Protocol,
+        oracle: &mut dyn qa::Oracle,
+    ) -> Result<(Vec<u8>, qa::Transcript), CodecError> {
         let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
         let t = qa::run(
-            self.model, &self.opts, &self.tok, &self.chat, text, k, oracle,
+            self.model, &self.opts, &self.tok, &self.chat, text, k, protocol, oracle,
         )?;
         let bits: Vec<bool> = t.questions.iter().map(|(_, b)| *b).collect();
-        let payload = qa::pack_bits(&bits);
+        let payload = qa::pack_bits(protocol, &bits);
         let key = self.identity_for_prompt(prompt);
         let header = FrameHeader {
             version: FRAME_VERSION,
@@ -631,7 +643,7 @@ impl LmCodec<'_> {
             Err(FrameError::Corrupt) => return Err(CodecError::CorruptOrWrongPrompt),
             other => other?,
         };
-        let bits = qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
+        let (protocol, bits) = qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
             "QA payload length disagrees with its bit count",
         ))?;
         let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
@@ -642,6 +654,7 @@ impl LmCodec<'_> {
             &self.chat,
             text,
             bits.len(),
+            protocol,
             &mut qa::Bits(&bits),
         )?)
     }

@@ -25,6 +25,39 @@ pub const QA_CONTEXT: usize = 4096;
 const ASK: &str =
     "Before you finalize, ask me ONE yes/no question whose answer would best help you \
 check or improve your answer. Reply with the question only.";
+/// Protocol 2, questions after the first: small models otherwise ask the same question again
+/// and again (Qwen2.5-Coder-0.5B asked one question ten times in the first evaluation run).
+const ASK_MORE: &str = "Now ask me ONE new yes/no question about a different part of your \
+answer, one you have not asked yet, whose answer would best help you check or improve it. \
+Reply with the question only.";
+/// Protocol 2: how often a question that repeats an earlier one is generated again, each time
+/// with the first token of the repeats banned (so it has to open differently).
+const REASK: usize = 2;
+
+/// Revision of the question-asking conversation. Replaying a frame with another revision would
+/// give another answer without any error, so the revision travels in the frame (the top bit
+/// of the K byte, free because K <= 64) and the edge replays exactly the one that was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The first protocol: the same request before every question.
+    V1,
+    /// Later questions are asked to differ from the earlier ones; an exact repeat (ignoring
+    /// case and spacing) is generated again with its first token banned, up to twice.
+    V2,
+}
+
+impl Protocol {
+    /// What `tenbit encode --mode qa` sends.
+    pub const CURRENT: Protocol = Protocol::V2;
+
+    /// The request for question `asked.len() + 1`.
+    fn ask(self, asked: &[(String, bool)]) -> String {
+        match self {
+            Protocol::V2 if !asked.is_empty() => format!("{}{ASK_MORE}", answers_so_far(asked)),
+            _ => ASK.into(),
+        }
+    }
+}
 const FINAL: &str = "Taking my answers into account, write your final answer to the original \
 question. Be concise and end with the final result.";
 
@@ -73,6 +106,20 @@ impl Oracle for Bits<'_> {
     }
 }
 
+/// Protocol 2: the questions asked so far with my answers, as a list inside the next request.
+fn answers_so_far(asked: &[(String, bool)]) -> String {
+    let mut s = String::from("Your questions so far and my answers:\n");
+    for (i, (q, a)) in asked.iter().enumerate() {
+        s.push_str(&format!(
+            "{}. {q} {}\n",
+            i + 1,
+            if *a { "Yes." } else { "No." }
+        ));
+    }
+    s.push('\n');
+    s
+}
+
 /// Run the small model's side of QA with `k` questions.
 pub fn run(
     model: &Model,
@@ -81,6 +128,7 @@ pub fn run(
     chat: &ChatTemplate,
     prompt: &str,
     k: usize,
+    protocol: Protocol,
     oracle: &mut dyn Oracle,
 ) -> Result<Transcript, QaError> {
     if k > MAX_BITS {
@@ -101,9 +149,31 @@ pub fn run(
     let initial = text(&conv.greedy(&render(&msgs), &stop, MAX_ANSWER_TOKENS)?);
     msgs.push(("assistant".into(), initial.clone()));
     let mut questions = Vec::with_capacity(k);
+    let norm = |q: &str| {
+        q.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
     for i in 0..k {
-        msgs.push(("user".into(), ASK.into()));
-        let q = text(&conv.greedy(&render(&msgs), &stop, MAX_QUESTION_TOKENS)?);
+        msgs.push(("user".into(), protocol.ask(&questions)));
+        let context = render(&msgs);
+        let mut banned = Vec::new();
+        let q = loop {
+            let ids = conv.greedy_avoiding(&context, &stop, MAX_QUESTION_TOKENS, &banned)?;
+            let q = text(&ids);
+            // A repeat, or no question at all (small models answer instead of asking).
+            let repeat = questions
+                .iter()
+                .any(|(p, _): &(String, bool)| norm(p) == norm(&q))
+                || !q.ends_with('?');
+            match ids.first() {
+                Some(&t) if protocol == Protocol::V2 && repeat && banned.len() < REASK => {
+                    banned.push(t)
+                }
+                _ => break q,
+            }
+        };
         let bit = oracle
             .answer(i, prompt, &initial, &q)
             .map_err(|reason| QaError::Oracle {
@@ -111,15 +181,25 @@ pub fn run(
                 question: q.clone(),
                 reason,
             })?;
-        msgs.push(("assistant".into(), q.clone()));
-        msgs.push(("user".into(), if bit { "Yes." } else { "No." }.into()));
-        msgs.push(("assistant".into(), "Understood.".into()));
+        if protocol == Protocol::V1 {
+            msgs.push(("assistant".into(), q.clone()));
+            msgs.push(("user".into(), if bit { "Yes." } else { "No." }.into()));
+            msgs.push(("assistant".into(), "Understood.".into()));
+        } else {
+            // Protocol 2 keeps the conversation at (prompt, draft, one request): the questions
+            // and answers so far are listed inside the next request instead of as turns.
+            msgs.pop();
+        }
         questions.push((q, bit));
     }
     let final_answer = if k == 0 {
         initial.clone()
     } else {
-        msgs.push(("user".into(), FINAL.into()));
+        let fin = match protocol {
+            Protocol::V1 => FINAL.to_string(),
+            Protocol::V2 => format!("{}{FINAL}", answers_so_far(&questions)),
+        };
+        msgs.push(("user".into(), fin));
         text(&conv.greedy(&render(&msgs), &stop, MAX_ANSWER_TOKENS)?)
     };
     Ok(Transcript {
@@ -129,9 +209,15 @@ pub fn run(
     })
 }
 
-/// QA payload: one byte K, then the K answer bits packed LSB-first.
-pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
-    let mut out = vec![bits.len() as u8];
+/// QA payload: one byte (protocol 2 sets the top bit) | K, then the K answer bits packed
+/// LSB-first. `bits.len()` must be at most [`MAX_BITS`].
+pub fn pack_bits(protocol: Protocol, bits: &[bool]) -> Vec<u8> {
+    debug_assert!(bits.len() <= MAX_BITS);
+    let rev = match protocol {
+        Protocol::V1 => 0,
+        Protocol::V2 => 0x80,
+    };
+    let mut out = vec![rev | bits.len() as u8];
     for chunk in bits.chunks(8) {
         out.push(
             chunk
@@ -145,9 +231,14 @@ pub fn pack_bits(bits: &[bool]) -> Vec<u8> {
 
 /// Inverse of [`pack_bits`]; refuses payloads whose length disagrees with K or whose unused
 /// high bits are set (both mean corruption).
-pub fn unpack_bits(payload: &[u8]) -> Option<Vec<bool>> {
-    let (&k, rest) = payload.split_first()?;
-    let k = k as usize;
+pub fn unpack_bits(payload: &[u8]) -> Option<(Protocol, Vec<bool>)> {
+    let (&kb, rest) = payload.split_first()?;
+    let protocol = if kb & 0x80 == 0 {
+        Protocol::V1
+    } else {
+        Protocol::V2
+    };
+    let k = (kb & 0x7f) as usize;
     if k > MAX_BITS || rest.len() != k.div_ceil(8) {
         return None;
     }
@@ -155,7 +246,7 @@ pub fn unpack_bits(payload: &[u8]) -> Option<Vec<bool>> {
     if k % 8 != 0 && rest[k / 8] >> (k % 8) != 0 {
         return None;
     }
-    Some(bits)
+    Some((protocol, bits))
 }
 
 #[cfg(test)]
@@ -164,15 +255,28 @@ mod tests {
 
     #[test]
     fn bits_round_trip_and_reject_garbage() {
-        for k in 0..=20usize {
-            let bits: Vec<bool> = (0..k).map(|i| (i * 7 + 3) % 5 < 2).collect();
-            let p = pack_bits(&bits);
-            assert_eq!(p.len(), 1 + k.div_ceil(8));
-            assert_eq!(unpack_bits(&p).unwrap(), bits);
+        for proto in [Protocol::V1, Protocol::V2] {
+            for k in (0..=20usize).chain([MAX_BITS]) {
+                let bits: Vec<bool> = (0..k).map(|i| (i * 7 + 3) % 5 < 2).collect();
+                let p = pack_bits(proto, &bits);
+                assert_eq!(p.len(), 1 + k.div_ceil(8));
+                assert_eq!(unpack_bits(&p).unwrap(), (proto, bits));
+            }
         }
+        // Protocol-1 frames from before the revision bit keep their meaning.
+        assert_eq!(
+            unpack_bits(&[2, 0b01]).unwrap(),
+            (Protocol::V1, vec![true, false])
+        );
+        assert_eq!(
+            unpack_bits(&[0x82, 0b10]).unwrap(),
+            (Protocol::V2, vec![false, true])
+        );
         assert!(unpack_bits(&[]).is_none());
         assert!(unpack_bits(&[3]).is_none());
         assert!(unpack_bits(&[3, 0b1000]).is_none());
-        assert!(unpack_bits(&[200, 0]).is_none());
+        assert!(unpack_bits(&[0x83, 0b1000]).is_none());
+        assert!(unpack_bits(&[65, 0, 0, 0, 0, 0, 0, 0, 0]).is_none());
+        assert!(unpack_bits(&[0x80 | 100, 0]).is_none());
     }
 }

@@ -50,3 +50,46 @@ fn edge_replays_the_same_conversation_from_two_bits() {
         "{e}"
     );
 }
+
+#[test]
+fn protocol_1_frames_still_replay_after_the_revision() {
+    use tenbit_models::qa::Protocol;
+    let path = catalogue::ensure(catalogue::default_model(), &mut |_| {}).expect("default model");
+    let m = Model::load(path).unwrap();
+    let c = LmCodec::new(&m, SessionOptions::default()).unwrap();
+    let prompt = b"A train travels 120 km in 2 hours. What is its average speed?";
+    for proto in [Protocol::V1, Protocol::V2] {
+        let (frame, sent) = c
+            .encode_qa_with(prompt, 3, proto, &mut Scripted(Vec::new()))
+            .unwrap();
+        // The revision travels in the frame: the edge replays the one the encoder used.
+        assert_eq!(frame[2] & 0x80 != 0, proto == Protocol::V2, "revision bit");
+        assert_eq!(c.decode_qa(&frame, prompt).unwrap(), sent, "{proto:?}");
+    }
+}
+
+/// SmolLM2-135M answers every request for a question with the same non-question, so the
+/// distinct-question rule is checked on the small model of the evaluation pair.
+#[test]
+fn protocol_2_asks_distinct_questions_with_qwen_0_5b() {
+    use tenbit_models::qa::Protocol;
+    let spec = catalogue::find("qwen2.5-coder-0.5b").expect("catalogue entry");
+    let m = Model::load(catalogue::ensure(spec, &mut |_| {}).expect("fetch Qwen 0.5B")).unwrap();
+    let c = LmCodec::new(&m, SessionOptions::default()).unwrap();
+    let prompt = b"A baker made 48 muffins, sold 29 and gave 5 to a neighbour. How many are left?";
+    let norm = |q: &str| {
+        q.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let (frame, sent) = c
+        .encode_qa_with(prompt, 3, Protocol::V2, &mut Scripted(Vec::new()))
+        .unwrap();
+    eprintln!("questions: {:?}", sent.questions);
+    let mut q: Vec<String> = sent.questions.iter().map(|(q, _)| norm(q)).collect();
+    q.sort();
+    q.dedup();
+    assert_eq!(q.len(), 3, "questions: {:?}", sent.questions);
+    assert_eq!(c.decode_qa(&frame, prompt).unwrap(), sent);
+}
