@@ -1045,3 +1045,50 @@ fn qwen_kquant_logits_hash_equal_on_aarch64() {
         );
     }
 }
+
+/// A LoRA adapter on aarch64: a frame coded on x86_64 with an adapter decodes to the same bytes
+/// on the aarch64 edge holding the same adapter file (the adapter's scalar f32 application must
+/// be bit-exact across the two CPUs, or this text comes back garbled or refused).
+#[test]
+#[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
+fn adapter_frames_decode_identically_on_aarch64() {
+    use tenbit_models::adapter::Target;
+    let tools = Tools::locate();
+    let work = Scratch::new();
+    let adapter = work.0.join("edge.tbl");
+    tenbit_tests::write_test_adapter(&adapter, 11, 4, &[Target::Q, Target::V, Target::Down], None);
+    let text = work.0.join("note.txt");
+    let original = b"Boil the water for one full minute, then let it cool before you drink it.";
+    std::fs::write(&text, original).unwrap();
+    let frame = work.0.join("note.tbf");
+    let mut enc = tools.host_cmd();
+    enc.arg("encode").arg("--model").arg(&tools.model);
+    enc.arg("--adapter")
+        .arg(&adapter)
+        .arg(&text)
+        .arg("-o")
+        .arg(&frame);
+    must(&mut enc, "x86_64 tenbit encode --adapter", tools.limit);
+    for (who, mut cmd) in [
+        ("x86_64 tenbit", tools.host_cmd()),
+        ("aarch64 tenbit-edge", tools.edge_cmd()),
+    ] {
+        let out = work.0.join(format!("{}.txt", who.replace(' ', "_")));
+        cmd.arg("decode").arg("--model").arg(&tools.model);
+        cmd.arg("--adapter")
+            .arg(&adapter)
+            .arg(&frame)
+            .arg("-o")
+            .arg(&out);
+        let r = must(&mut cmd, &format!("{who} decode --adapter"), tools.limit);
+        assert_eq!(
+            std::fs::read(&out).unwrap_or_default(),
+            original,
+            "{who} decoded the adapter frame differently"
+        );
+        eprintln!(
+            "cross_arch: adapter frame decoded identically by {who} ({:.1} s)",
+            r.secs
+        );
+    }
+}
