@@ -6,6 +6,8 @@
 
 use tenbit_common::TokenId;
 
+use tenbit_common::freq::{logits_to_cdf_with, symbol_for, Calibration, TOTAL};
+
 use crate::engine::{EngineError, Session};
 
 /// Index of the largest logit; the lowest index wins ties; NaN never wins.
@@ -72,31 +74,7 @@ impl<'m> Conversation<'m> {
         stop: &[TokenId],
         max_new: usize,
     ) -> Result<Vec<TokenId>, EngineError> {
-        self.greedy_avoiding(context, stop, max_new, &[])
-    }
-
-    /// [`greedy`](Self::greedy) whose first token is never one of `banned_first` (QA asks for
-    /// another question this way when the model repeats one: greedy decoding of the same
-    /// context would repeat it forever). With nothing banned it is exactly `greedy`.
-    pub fn greedy_avoiding(
-        &mut self,
-        context: &[TokenId],
-        stop: &[TokenId],
-        max_new: usize,
-        banned_first: &[TokenId],
-    ) -> Result<Vec<TokenId>, EngineError> {
-        let first = self.sync(context)?;
-        let mut next = if banned_first.is_empty() {
-            argmax(first)
-        } else {
-            let mut l = first.to_vec();
-            for t in banned_first {
-                if let Some(v) = l.get_mut(t.index()) {
-                    *v = f32::NEG_INFINITY;
-                }
-            }
-            argmax(&l)
-        };
+        let mut next = argmax(self.sync(context)?);
         let mut out = Vec::new();
         while !stop.contains(&next) && out.len() < max_new {
             if self.sess.len() >= self.sess.capacity() {
@@ -108,6 +86,57 @@ impl<'m> Conversation<'m> {
             next = argmax(l);
             self.last_logits.clear();
             self.last_logits.extend_from_slice(l);
+        }
+        Ok(out)
+    }
+
+    /// Sample a continuation at temperature 0.5, reproducibly on every platform: the logits are
+    /// doubled (exact in binary floating point), the probabilities are the codec's integer CDF
+    /// ([`tenbit_common::freq`], no floating-point exp) and the draws come from a SplitMix64
+    /// stream seeded with `seed`. QA uses it when greedy decoding keeps repeating a question.
+    pub fn sample_seeded(
+        &mut self,
+        context: &[TokenId],
+        stop: &[TokenId],
+        max_new: usize,
+        seed: u64,
+    ) -> Result<Vec<TokenId>, EngineError> {
+        let mut rng = seed;
+        let mut draw = move || {
+            rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = rng;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let (mut cdf, mut sharp) = (Vec::new(), Vec::new());
+        let mut pick = |l: &[f32]| -> Result<TokenId, EngineError> {
+            cdf.resize(l.len() + 1, 0);
+            sharp.clear();
+            sharp.extend(l.iter().map(|v| v * 2.0));
+            logits_to_cdf_with(Calibration::Plain, &sharp, &mut cdf)
+                .map_err(|e| EngineError::Unsupported(format!("sampling CDF: {e:?}")))?;
+            // Drop the one free count per token (it keeps any text codable, but sampled it
+            // would pick a uniformly random token ~1% of the time with a 150k vocabulary).
+            for (i, c) in cdf.iter_mut().enumerate() {
+                *c -= i as u32;
+            }
+            let spare = u64::from(TOTAL) - l.len() as u64;
+            let target = ((draw() >> 32) % spare) as u32;
+            Ok(TokenId(symbol_for(&cdf, target) as u32))
+        };
+        let mut next = pick(self.sync(context)?)?;
+        let mut out = Vec::new();
+        while !stop.contains(&next) && out.len() < max_new {
+            if self.sess.len() >= self.sess.capacity() {
+                break;
+            }
+            out.push(next);
+            let l = self.sess.feed(&[next])?;
+            self.fed.push(next);
+            self.last_logits.clear();
+            self.last_logits.extend_from_slice(l);
+            next = pick(&self.last_logits)?;
         }
         Ok(out)
     }

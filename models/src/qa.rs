@@ -30,9 +30,9 @@ check or improve your answer. Reply with the question only.";
 const ASK_MORE: &str = "Now ask me ONE new yes/no question about a different part of your \
 answer, one you have not asked yet, whose answer would best help you check or improve it. \
 Reply with the question only.";
-/// Protocol 2: how often a question that repeats an earlier one is generated again, each time
-/// with the first token of the repeats banned (so it has to open differently).
-const REASK: usize = 2;
+/// Protocol 2: how often a question that repeats an earlier one (or is no question) is drawn
+/// again, by seeded sampling, after the greedy attempt.
+const REASK: u64 = 3;
 
 /// Revision of the question-asking conversation. Replaying a frame with another revision would
 /// give another answer without any error, so the revision travels in the frame (the top bit
@@ -41,8 +41,9 @@ const REASK: usize = 2;
 pub enum Protocol {
     /// The first protocol: the same request before every question.
     V1,
-    /// Later questions are asked to differ from the earlier ones; an exact repeat (ignoring
-    /// case and spacing) is generated again with its first token banned, up to twice.
+    /// Later questions are asked with the earlier ones and their answers listed; a question is
+    /// cut after its first "?", and a repeat (ignoring case and spacing) or a reply with no
+    /// "?" is drawn again by seeded sampling from the integer CDF, up to three times.
     V2,
 }
 
@@ -108,13 +109,10 @@ impl Oracle for Bits<'_> {
 
 /// Protocol 2: the questions asked so far with my answers, as a list inside the next request.
 fn answers_so_far(asked: &[(String, bool)]) -> String {
-    let mut s = String::from("Your questions so far and my answers:\n");
-    for (i, (q, a)) in asked.iter().enumerate() {
-        s.push_str(&format!(
-            "{}. {q} {}\n",
-            i + 1,
-            if *a { "Yes." } else { "No." }
-        ));
+    let mut s = String::from("Your questions so far, with my answers:\n");
+    for (q, a) in asked {
+        let a = if *a { "yes" } else { "no" };
+        s.push_str(&format!("- {q} (my answer: {a})\n"));
     }
     s.push('\n');
     s
@@ -158,21 +156,30 @@ pub fn run(
     for i in 0..k {
         msgs.push(("user".into(), protocol.ask(&questions)));
         let context = render(&msgs);
-        let mut banned = Vec::new();
+        let mut tries = 0u64;
         let q = loop {
-            let ids = conv.greedy_avoiding(&context, &stop, MAX_QUESTION_TOKENS, &banned)?;
-            let q = text(&ids);
+            let ids = if tries == 0 {
+                conv.greedy(&context, &stop, MAX_QUESTION_TOKENS)?
+            } else {
+                let seed = (i as u64) << 8 | tries;
+                conv.sample_seeded(&context, &stop, MAX_QUESTION_TOKENS, seed)?
+            };
+            let mut q = text(&ids);
+            if protocol == Protocol::V2 {
+                // Small models run on after the question ("...? Yes. Yes."): keep the question.
+                if let Some(end) = q.find('?') {
+                    q.truncate(end + 1);
+                }
+            }
             // A repeat, or no question at all (small models answer instead of asking).
-            let repeat = questions
+            let bad = questions
                 .iter()
                 .any(|(p, _): &(String, bool)| norm(p) == norm(&q))
                 || !q.ends_with('?');
-            match ids.first() {
-                Some(&t) if protocol == Protocol::V2 && repeat && banned.len() < REASK => {
-                    banned.push(t)
-                }
-                _ => break q,
+            if protocol == Protocol::V1 || !bad || tries == REASK {
+                break q;
             }
+            tries += 1;
         };
         let bit = oracle
             .answer(i, prompt, &initial, &q)
