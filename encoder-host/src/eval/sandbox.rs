@@ -6,8 +6,11 @@
 //! `PYTHON*` variables, no cwd on `sys.path`), in its own process group, under `setrlimit`
 //! limits (CPU seconds, address space, file size, open files, no core dumps, few processes).
 //! A wall-clock timeout kills the whole group with SIGKILL, so a program that spawned children
-//! leaves nothing behind. No network is needed; it is not blocked (that needs namespaces and
-//! privileges), so only run this on tasks you trust as much as HumanEval's.
+//! leaves nothing behind. The program gets a network namespace of its own (no interfaces but
+//! a down loopback), as root directly or unprivileged inside a new user namespace. Where the
+//! system allows neither (some containers), programs run with the network and a warning is
+//! logged once ([`network_isolated`] tells which). This is a grading sandbox, not a security
+//! boundary: the file system is the caller's.
 
 use std::fs;
 use std::io::Read;
@@ -167,6 +170,47 @@ fn tail(path: &Path, max: usize) -> String {
     String::from_utf8_lossy(&buf[start..]).into_owned()
 }
 
+/// A network namespace of its own for the calling (forked, single-threaded) process: as root
+/// directly, else inside a new user namespace. Only syscalls: safe between fork and exec.
+fn unshare_network() -> bool {
+    // SAFETY: unshare takes flags only and changes nothing but this process's namespaces.
+    unsafe {
+        libc::unshare(libc::CLONE_NEWNET) == 0
+            || libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) == 0
+    }
+}
+
+/// Whether sandboxed programs get no network on this system (probed once, by starting a
+/// process that unshares its network namespace).
+pub fn network_isolated() -> bool {
+    static PROBE: OnceLock<bool> = OnceLock::new();
+    *PROBE.get_or_init(|| {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "exit 0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: as in run_python, only the unshare syscalls run between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if unshare_network() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let ok = cmd.status().is_ok_and(|s| s.success());
+        if !ok {
+            tracing::warn!(
+                "this system allows no network namespace (unshare): sandboxed test programs \
+                 will run with the network"
+            );
+        }
+        ok
+    })
+}
+
 /// Run `program` with `python3 -I -B` under `limits` and report how it ended.
 pub fn run_python(program: &str, limits: &Limits) -> Result<Outcome, SandboxError> {
     let py = python()?;
@@ -193,10 +237,14 @@ pub fn run_python(program: &str, limits: &Limits) -> Result<Outcome, SandboxErro
         .stdout(stdout)
         .stderr(stderr)
         .process_group(0);
-    // SAFETY: the closure runs between fork and exec and only calls setrlimit, which is
-    // async-signal-safe; it allocates nothing and touches no locks.
+    let isolate = network_isolated();
+    // SAFETY: the closure runs between fork and exec and only calls unshare and setrlimit,
+    // plain syscalls that are async-signal-safe; it allocates nothing and touches no locks.
     unsafe {
         cmd.pre_exec(move || {
+            if isolate && !unshare_network() {
+                return Err(std::io::Error::last_os_error());
+            }
             let set = |res, v: u64| {
                 let r = libc::rlimit {
                     rlim_cur: v as libc::rlim_t,
@@ -279,6 +327,28 @@ mod tests {
         }
         let syntax = run_python("def f(:\n", &quick()).unwrap();
         assert!(!syntax.passed());
+    }
+
+    /// The program sees no network: no interface but loopback, and that one is down, so even a
+    /// server on this machine's 127.0.0.1 cannot be reached.
+    #[test]
+    fn the_program_has_no_network() {
+        if !network_isolated() {
+            // Not a silent skip: the probe's answer is what the sandbox acts on, and it says so.
+            eprintln!("NOTE: no network namespaces here; sandboxed programs keep the network");
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let program = format!(
+            "import socket\n\
+             try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n\
+             except OSError:\n    raise SystemExit(0)\n\
+             raise SystemExit('reached the host network')\n"
+        );
+        assert_eq!(run_python(&program, &quick()).unwrap(), Outcome::Passed);
+        // The same probe outside the sandbox does connect (so the test can fail).
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     }
 
     #[test]
