@@ -117,20 +117,7 @@ impl<'m> Conversation<'m> {
         stop: &[TokenId],
         max_new: usize,
     ) -> Result<Vec<TokenId>, EngineError> {
-        let mut next = argmax(self.sync(context)?);
-        let mut out = Vec::new();
-        while !stop.contains(&next) && out.len() < max_new {
-            if self.sess.len() >= self.sess.capacity() {
-                break;
-            }
-            out.push(next);
-            let l = self.sess.feed(&[next])?;
-            self.fed.push(next);
-            next = argmax(l);
-            self.last_logits.clear();
-            self.last_logits.extend_from_slice(l);
-        }
-        Ok(out)
+        self.continue_with(context, stop, max_new, &mut |l| Ok(argmax(l)))
     }
 
     /// Sample a continuation at temperature 0.5, reproducibly on every platform: the logits are
@@ -145,7 +132,18 @@ impl<'m> Conversation<'m> {
         seed: u64,
     ) -> Result<Vec<TokenId>, EngineError> {
         let mut sampler = Sampler::new(seed);
-        let mut pick = |l: &[f32]| sampler.pick(l);
+        self.continue_with(context, stop, max_new, &mut |l| sampler.pick(l))
+    }
+
+    /// The decoding loop both [`greedy`](Self::greedy) and
+    /// [`sample_seeded`](Self::sample_seeded) run: `pick` chooses each next token.
+    fn continue_with(
+        &mut self,
+        context: &[TokenId],
+        stop: &[TokenId],
+        max_new: usize,
+        pick: &mut dyn FnMut(&[f32]) -> Result<TokenId, EngineError>,
+    ) -> Result<Vec<TokenId>, EngineError> {
         let mut next = pick(self.sync(context)?)?;
         let mut out = Vec::new();
         while !stop.contains(&next) && out.len() < max_new {
