@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Link figures of README "Links": every corpus response as raw text, as zstd -19 and as a
 # tenbit frame made by the real encoder with the prompt known to both ends, sent through the
-# seeded LoRa channel simulator (common/examples/link_sim.rs).
+# seeded LoRa channel simulator (link/examples/link_sim.rs).
 #
 #   bench/link_figures.sh [WORKDIR] [link_sim options, e.g. --loss 10 --runs 20]
 #
@@ -33,5 +33,5 @@ for r in tests/data/llm/*.response.txt; do
   n=$((n + 1))
 done
 echo "$n responses: $(cat "$work"/text/* | wc -c) bytes of text, $(cat "$work"/frames/* | wc -c) bytes of frames" >&2
-cargo run --release --quiet -p tenbit-common --features link-full --example link_sim -- \
+cargo run --release --quiet -p tenbit-link --features link-full --example link_sim -- \
   --text "$work/text" --variant frames="$work/frames" "$@"

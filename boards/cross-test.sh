@@ -3,10 +3,10 @@
 # tests/run-all.sh; run it by hand the same way.
 #
 #   1. cross-build tenbit-edge for aarch64-unknown-linux-gnu (boards/cross.sh)
-#   2. run the tests of tenbit-common (all, link layer included) and tenbit-models (unit tests:
+#   2. run the tests of tenbit-wire and tenbit-link (all) and tenbit-engine + tenbit-lm (unit tests:
 #      kernels, engine, tokenizer) as aarch64 binaries under qemu-user; --full-unit adds the
 #      models integration tests (real-model round trips: ~40x slower under qemu, >15 min)
-#   3. build tenbit-common for bare-metal Cortex-M4F (thumbv7em-none-eabihf, no_std, no alloc)
+#   3. build tenbit-wire and tenbit-link for bare-metal Cortex-M4F (thumbv7em-none-eabihf, no_std, no alloc)
 #   4. the determinism proof (tests/tests/cross_arch.rs): x86_64 `tenbit encode` frames decode
 #      to identical bytes with the aarch64 `tenbit-edge`, and `hash-logits` of the aarch64 NEON
 #      kernel equals x86_64 scalar/AVX2 at every coded position, on the real model
@@ -55,22 +55,22 @@ runner=$("$here/cross.sh" --runner "$target")
 echo "    $edge ($(stat -c %s "$edge") bytes), runner: ${runner:-native}"
 
 if [ -z "$skip_unit" ]; then
-  step "tenbit-common and tenbit-models tests on $target (qemu-user)"
-  timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-common --features link-full
+  step "wire, link, engine and lm tests on $target (qemu-user)"
+  timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-wire -p tenbit-link --features tenbit-link/link-full
   if [ -n "$full_unit" ]; then
-    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-models
+    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-engine -p tenbit-lm
   else
-    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-models --lib
+    timed "$here/cross.sh" cargo test --release --target "$target" -p tenbit-engine -p tenbit-lm --lib
   fi
 fi
 [ -z "$only_unit" ] || { echo; echo "cross tests (build + unit) passed"; exit 0; }
 
 if [ -z "$skip_thumb" ]; then
-  step "no_std tenbit-common for thumbv7em-none-eabihf (Cortex-M4F)"
+  step "no_std tenbit-wire + tenbit-link for thumbv7em-none-eabihf (Cortex-M4F)"
   if route=$("$here/cross.sh" --check thumbv7em-none-eabihf 2>/dev/null); then
     echo "    route: $route"
     timed "$here/cross.sh" cargo build --release --target thumbv7em-none-eabihf \
-      -p tenbit-common --no-default-features
+      -p tenbit-wire -p tenbit-link --no-default-features
   else
     # Not fatal: the issue asks for it "where the toolchain allows"; say so loudly.
     echo "    NOT BUILT: no thumbv7em-none-eabihf std/core here (rustup target add thumbv7em-none-eabihf)"

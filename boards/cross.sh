@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # boards/cross.sh — the project's one entry point for cross-building (and running) tenbit
 # for the boards: aarch64 Linux SBCs (Raspberry Pi Zero 2 W / 4 / 5, any arm64 SBC) and the
-# bare-metal Cortex-M build of `tenbit-common`.
+# bare-metal Cortex-M build of `tenbit-wire` and `tenbit-link`.
 #
 # Usage:  boards/cross.sh CMD [ARGS...]       (CMD is normally cargo)
 #   boards/cross.sh cargo build --release --target aarch64-unknown-linux-gnu -p tenbit-edge
-#   boards/cross.sh cargo test  --target aarch64-unknown-linux-gnu -p tenbit-common -p tenbit-models
-#   boards/cross.sh cargo build --target thumbv7em-none-eabihf -p tenbit-common --no-default-features
+#   boards/cross.sh cargo test  --target aarch64-unknown-linux-gnu -p tenbit-wire -p tenbit-link -p tenbit-engine -p tenbit-lm
+#   boards/cross.sh cargo build --target thumbv7em-none-eabihf -p tenbit-wire -p tenbit-link --no-default-features
 #   boards/cross.sh --check aarch64-unknown-linux-gnu      # only say which route would be used
 #   boards/cross.sh --runner aarch64-unknown-linux-gnu     # print the runner (qemu) command line
 #

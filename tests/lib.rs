@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-use tenbit_models::catalogue;
+use tenbit_catalogue as catalogue;
 
 /// The default model's path, fetching it (pip, pinned sha256) if this machine lacks it.
 pub fn model_path() -> PathBuf {
@@ -98,11 +98,11 @@ pub fn write_test_adapter(
     path: &Path,
     seed: u64,
     rank: usize,
-    targets: &[tenbit_models::adapter::Target],
+    targets: &[tenbit_engine::lora::Target],
     base: Option<[u8; 32]>,
 ) -> [u8; 32] {
-    use tenbit_models::adapter::{Adapter, Dtype, LoraPair};
-    let m = tenbit_models::engine::Model::load(model_path()).expect("load model");
+    use tenbit_engine::lora::{Adapter, Dtype, LoraPair};
+    let m = tenbit_engine::Model::load(model_path()).expect("load model");
     let dims = m.adapter_dims();
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut rnd = move || {

@@ -4,7 +4,7 @@
 #  1. fetch + verify the default model through the project's own fetch step (pip, pinned sha256)
 #  2. build the release binaries the integration tests drive (real processes, real ptys)
 #  3. every crate's unit and integration tests (real model, real ports, real HTTP on loopback)
-#  4. the no_std build of tenbit-common (host check; thumbv7em when the cross toolchain exists)
+#  4. the no_std build of tenbit-wire and tenbit-link (host check; thumbv7em in step 5)
 #  5. the cross-architecture proof: aarch64 tenbit-edge under qemu-user decodes x86_64 frames
 #     and reproduces the x86_64 logit hashes token by token (boards/cross-test.sh)
 #
@@ -24,8 +24,8 @@ cargo build --release --bins
 step "workspace tests"
 cargo test --release --workspace
 
-step "no_std build of tenbit-common"
-cargo build --release -p tenbit-common --no-default-features
+step "no_std build of tenbit-wire and tenbit-link"
+cargo build --release -p tenbit-wire -p tenbit-link --no-default-features
 
 if [ "${TENBIT_SKIP_CROSS:-0}" = 1 ]; then
   echo "==> cross-architecture test SKIPPED because TENBIT_SKIP_CROSS=1"

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 model, text = sys.argv[1], sys.argv[2]
 root = os.path.join(os.path.dirname(__file__), "..", "..")
 out = subprocess.run(
-    ["cargo", "run", "-q", "--release", "-p", "tenbit-models", "--example", "reference_check", "--", text, model],
+    ["cargo", "run", "-q", "--release", "-p", "tenbit-lm", "--example", "reference_check", "--", text, model],
     cwd=root, check=True, capture_output=True, text=True).stdout
 eng = json.loads(out)
 ids = eng["ids"]

@@ -4,7 +4,7 @@ print them as JSON: {"NAME:ROW": "hex of little-endian float32 values", ...}.
 
     python dequant_dump.py MODEL.gguf NAME:ROW [NAME:ROW ...]
 
-Used by models/tests/engine_qwen.rs to hold the engine's Q5_0/Q4_K/Q6_K/Q8_0 dequantisers to
+Used by engine/tests/engine_qwen.rs to hold the engine's Q5_0/Q4_K/Q6_K/Q8_0 dequantisers to
 the package's, bit for bit, on real blocks.
 """
 import json

@@ -75,7 +75,7 @@ def dequant_own(t):
         return dequant_q4_1(np.asarray(t.data, dtype=np.uint8))
     if ty in PKG_TYPES:
         # Q5_0 / Q4_K / Q6_K (Qwen2.5 Q4_K_M files): the gguf package's dequantiser, which
-        # shares no code with the Rust engine (models/tests/engine_qwen.rs holds the engine's
+        # shares no code with the Rust engine (engine/tests/engine_qwen.rs holds the engine's
         # dequantisers to it bit for bit on real rows).
         return dequant_pkg(t)
     raise SystemExit(f"{t.name}: tensor type {ty.name} not supported by the own dequantiser")

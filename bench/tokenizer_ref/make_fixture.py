@@ -4,7 +4,7 @@
 Builds a Hugging Face `tokenizers` BPE tokenizer from the vocabulary and merges stored in a
 GGUF file, with the pre-tokenizer pipeline the model was trained with, tokenizes a fixed set of
 varied strings plus seeded random ones, and writes a JSON fixture that
-models/tests/tokenizer_reference.rs compares against `Tokenizer::encode`, id for id.
+lm/tests/tokenizer_reference.rs compares against `Tokenizer::encode`, id for id.
 
 Pipelines (what the models' own tokenizer.json files declare):
   smollm: Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=False, use_regex=True)]
@@ -18,7 +18,7 @@ with the control tokens registered as specials: the reference for `ChatTemplate:
 Regenerate (from the repository root; needs the model in the tenbit model dir):
   python3 -m pip install tokenizers==0.23.3 gguf==0.19.0 jinja2==3.1.6
   python3 bench/tokenizer_ref/make_fixture.py \
-      ~/.cache/tenbit/models/SmolLM2-135M-Instruct.Q4_1.gguf models/tests/fixtures/smollm_tokens.json
+      ~/.cache/tenbit/models/SmolLM2-135M-Instruct.Q4_1.gguf lm/tests/fixtures/smollm_tokens.json
 """
 import hashlib
 import json

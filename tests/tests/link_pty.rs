@@ -7,12 +7,10 @@ use std::thread;
 use std::time::Duration;
 
 use serialport::{SerialPort, TTYPort};
-use tenbit_common::link::io::{
-    open_serial, LinkConfig, Mode, Received, Receiver, ReceiverStats, Sender,
-};
-use tenbit_common::link::seal::Key;
-use tenbit_common::link::sim::Rng;
-use tenbit_common::link::{LinkError, LinkProfile};
+use tenbit_link::io::{open_serial, LinkConfig, Mode, Received, Receiver, ReceiverStats, Sender};
+use tenbit_link::seal::Key;
+use tenbit_link::sim::Rng;
+use tenbit_link::{LinkError, LinkProfile};
 
 /// A pty pair: (master port, slave path opened through `open_serial`).
 fn pty_pair() -> (TTYPort, Box<dyn serialport::SerialPort>, String) {
@@ -162,7 +160,7 @@ fn replayed_bytes_are_not_delivered_twice() {
         Some(Key::from_bytes([7; 32])),
         &dir,
     );
-    let mut rec = tenbit_common::link::io::Duplex {
+    let mut rec = tenbit_link::io::Duplex {
         reader: std::io::empty(),
         writer: Vec::new(),
     };

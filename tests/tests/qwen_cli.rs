@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use tenbit_models::catalogue;
+use tenbit_catalogue as catalogue;
 use tenbit_tests::{bin, run};
 
 fn qwen() -> PathBuf {

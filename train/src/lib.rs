@@ -1,7 +1,7 @@
 //! LoRA training for tenbit's small model, on CPU, with candle's autograd.
 //!
 //! Lives in its own crate so the board binary never links candle: `tenbit-edge` only needs
-//! [`tenbit_models::adapter`] to *apply* an adapter, and applying it is the engine's job.
+//! [`tenbit_engine::lora`] to *apply* an adapter, and applying it is the engine's job.
 //!
 //! Train/serve consistency: the forward pass here uses the very weights the engine uses, the
 //! GGUF's Q4_1/Q8_0 blocks dequantised exactly to f32 (every block value is `d*q + m` in f32),
@@ -16,12 +16,12 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use tenbit_models::adapter::{Adapter, AdapterError, Dtype, LoraPair, Target};
-use tenbit_models::chat::ChatTemplate;
-use tenbit_models::engine::quant::{dequant_q4_1_row, dequant_q8_0_row};
-use tenbit_models::engine::{Model, TokenId};
-use tenbit_models::gguf::GgmlType;
-use tenbit_models::tokenizer::Tokenizer;
+use tenbit_engine::gguf::GgmlType;
+use tenbit_engine::lora::{Adapter, AdapterError, Dtype, LoraPair, Target};
+use tenbit_engine::quant::{dequant_q4_1_row, dequant_q8_0_row};
+use tenbit_engine::{Model, TokenId};
+use tenbit_lm::chat::ChatTemplate;
+use tenbit_lm::tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -30,11 +30,11 @@ pub enum TrainError {
     #[error(transparent)]
     Adapter(#[from] AdapterError),
     #[error(transparent)]
-    Tokenizer(#[from] tenbit_models::tokenizer::TokenizerError),
+    Tokenizer(#[from] tenbit_lm::tokenizer::TokenizerError),
     #[error(transparent)]
-    Chat(#[from] tenbit_models::chat::ChatError),
+    Chat(#[from] tenbit_lm::chat::ChatError),
     #[error(transparent)]
-    Gguf(#[from] tenbit_models::gguf::GgufError),
+    Gguf(#[from] tenbit_engine::gguf::GgufError),
     #[error("cannot read training data {path}: {source}")]
     Io {
         path: String,

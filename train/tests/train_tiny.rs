@@ -3,11 +3,11 @@
 //! and the adapter they produce lowers the *engine's* loss too, which checks the whole chain
 //! (A/B layout, scale, hook points, file round trip) between training and serving.
 
-use tenbit_models::adapter::{Adapter, Dtype, Target};
-use tenbit_models::catalogue;
-use tenbit_models::chat::ChatTemplate;
-use tenbit_models::engine::{Model, Session, SessionOptions};
-use tenbit_models::tokenizer::Tokenizer;
+use tenbit_catalogue as catalogue;
+use tenbit_engine::lora::{Adapter, Dtype, Target};
+use tenbit_engine::{Model, Session, SessionOptions};
+use tenbit_lm::chat::ChatTemplate;
+use tenbit_lm::tokenizer::Tokenizer;
 use tenbit_train::{doc_for, train, BaseModel, Lora, Sequence, TrainConfig};
 
 fn model() -> Model {

@@ -1,0 +1,315 @@
+//! tenbit-cli: what the two binaries, `tenbit` (host) and `tenbit-edge` (board), share.
+//!
+//! * clap argument groups: [`ModelArgs`] (small model, adapter, threads, kernel), [`PromptArgs`],
+//!   and [`link::LinkArgs`] (profile, port, ARQ/FEC, sealing);
+//! * [`io`]: bounded input reading and atomic output writing;
+//! * logging setup, and the exit codes with the one function that maps an error to its code;
+//! * the decode and hash-logits commands, so `tenbit decode` on a laptop and `tenbit-edge
+//!   decode` on a board run the same code.
+//!
+//! This is binary-support code, so it speaks `anyhow`; the libraries below it return their own
+//! `thiserror` enums, which [`exit_code`] reads to pick the exit status.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tenbit_catalogue::{self as catalogue, CatalogueError, ModelSpec};
+use tenbit_engine::lora::{Adapter, AdapterError};
+use tenbit_engine::{KernelLevel, Model, SessionOptions};
+use tenbit_lm::codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
+use tenbit_wire::frame::{FrameError, Mode};
+
+use crate::io::IoError;
+
+pub mod io;
+pub mod link;
+
+/// Exit codes, documented in both binaries' `--help`.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Any other failure (I/O, bad arguments caught late, engine errors).
+    pub const FAILURE: u8 = 1;
+    /// Command-line usage error (clap's convention).
+    pub const USAGE: u8 = 2;
+    /// The frame belongs to another model/adapter or a newer format version.
+    pub const WRONG_MODEL: u8 = 3;
+    /// The frame is truncated or corrupted.
+    pub const CORRUPT: u8 = 4;
+    /// The input is too large or otherwise unacceptable.
+    pub const BAD_INPUT: u8 = 5;
+    /// The link (serial port, radio) failed.
+    pub const LINK: u8 = 6;
+}
+
+pub const EXIT_CODES_HELP: &str = "Exit status: 0 ok, 1 failure, 2 usage error, 3 frame is for another \
+model/adapter or a newer version, 4 frame truncated or corrupt, 5 input too large or invalid, 6 link error.";
+
+/// How a binary obtains a catalogue model it lacks: the host passes its pip fetch step, the
+/// board passes `None` (a missing model is then an error that says how to install it).
+pub type Fetch<'a> = Option<&'a dyn Fn(&'static ModelSpec) -> Result<PathBuf, CatalogueError>>;
+
+/// Options that pick and run the small model. Both ends must use the same model file; threads
+/// and kernel never change results (the engine is bit-exact), only speed.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Small model: a GGUF path or a catalogue name (see `tenbit models list`).
+    /// Default: the catalogue's default model (SmolLM2-135M-Instruct Q4_1).
+    #[arg(long, short = 'm', env = "TENBIT_MODEL", value_name = "PATH|NAME")]
+    pub model: Option<String>,
+    /// Worker threads (0 = all cores). Never changes the output, only the speed.
+    #[arg(long, short = 'T', default_value_t = 0, value_name = "N")]
+    pub threads: usize,
+    /// Force a kernel level (scalar, sse2, avx2, avx512, neon). Never changes the output.
+    #[arg(long, value_name = "LEVEL")]
+    pub kernel: Option<KernelLevel>,
+    /// LoRA adapter file (from `tenbit lora train`) applied to the small model. Frames name
+    /// the (model, adapter) pair: both ends must load the same adapter file.
+    #[arg(long, env = "TENBIT_ADAPTER", value_name = "FILE")]
+    pub adapter: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            threads: self.threads,
+            kernel: self.kernel,
+            ..SessionOptions::default()
+        }
+    }
+
+    /// Resolve the model path. `fetch` downloads a missing catalogue model; only the host has
+    /// one to pass (the board is given `None` and never links pip code).
+    pub fn resolve(&self, fetch: Fetch<'_>) -> Result<PathBuf> {
+        let spec = match &self.model {
+            Some(s) if Path::new(s).exists() => return Ok(PathBuf::from(s)),
+            Some(s) => catalogue::find(s).with_context(|| {
+                format!("no model file `{s}` and no catalogue model of that name (see `tenbit models list`)")
+            })?,
+            None => catalogue::default_model(),
+        };
+        if catalogue::is_present(spec) {
+            return Ok(catalogue::local_path(spec));
+        }
+        let Some(fetch) = fetch else {
+            anyhow::bail!(
+                "model {} is not installed at {}; run `tenbit models fetch {}` or pass --model PATH",
+                spec.name,
+                catalogue::local_path(spec).display(),
+                spec.name
+            );
+        };
+        tracing::info!(model = spec.name, "model not present, fetching it");
+        Ok(fetch(spec)?)
+    }
+
+    pub fn load(&self, fetch: Fetch<'_>) -> Result<Model> {
+        let path = self.resolve(fetch)?;
+        tracing::debug!(path = %path.display(), "loading model");
+        let mut m =
+            Model::load(&path).with_context(|| format!("cannot load model {}", path.display()))?;
+        if let Some(a) = &self.adapter {
+            let ad = Adapter::load(a)?;
+            tracing::info!(
+                adapter = %a.display(),
+                sha256 = %short_hash(&ad.content_hash()),
+                rank = ad.rank,
+                "applying LoRA adapter"
+            );
+            m.set_adapter(ad)
+                .with_context(|| format!("cannot apply adapter {}", a.display()))?;
+        }
+        Ok(m)
+    }
+}
+
+/// Logging to stderr via `tracing`; `RUST_LOG` overrides the verbosity flags.
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+/// Map an error to the documented exit status.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<CodecError>() {
+            return match e {
+                CodecError::Frame(f) => frame_code(f),
+                CodecError::Corrupt(_) | CodecError::Runaway { .. } => exit::CORRUPT,
+                CodecError::CorruptOrWrongPrompt | CodecError::Qa(_) => exit::CORRUPT,
+                CodecError::TooLarge { .. } | CodecError::PromptRequired => exit::BAD_INPUT,
+                _ => exit::FAILURE,
+            };
+        }
+        if let Some(f) = cause.downcast_ref::<FrameError>() {
+            return frame_code(f);
+        }
+        if let Some(t) = cause.downcast_ref::<tenbit_link::transfer::TransferError>() {
+            return match t {
+                tenbit_link::transfer::TransferError::TooLarge(_) => exit::BAD_INPUT,
+                _ => exit::CORRUPT,
+            };
+        }
+        if let Some(a) = cause.downcast_ref::<AdapterError>() {
+            return match a {
+                AdapterError::WrongBase { .. }
+                | AdapterError::Shape(_)
+                | AdapterError::NewerVersion(_) => exit::WRONG_MODEL,
+                AdapterError::Io { .. } => exit::FAILURE,
+                _ => exit::BAD_INPUT,
+            };
+        }
+        if let Some(IoError::TooLarge { .. }) = cause.downcast_ref::<IoError>() {
+            return exit::BAD_INPUT;
+        }
+        if cause.downcast_ref::<tenbit_link::LinkError>().is_some() {
+            return exit::LINK;
+        }
+    }
+    exit::FAILURE
+}
+
+fn frame_code(f: &FrameError) -> u8 {
+    match f {
+        FrameError::ModelMismatch { .. } | FrameError::NewerVersion { .. } => exit::WRONG_MODEL,
+        _ => exit::CORRUPT,
+    }
+}
+
+/// The prompt a message answers, when the receiver knows it (it asked the question).
+#[derive(Debug, Clone, Args)]
+pub struct PromptArgs {
+    /// The prompt the text answers. Both ends must know it; it is not sent unless the encoder
+    /// was told --send-prompt. Conditioning on the prompt makes frames markedly smaller.
+    #[arg(long, short = 'p', value_name = "TEXT", conflicts_with = "prompt_file")]
+    pub prompt: Option<String>,
+    /// Read the prompt from a file.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+}
+
+impl PromptArgs {
+    pub fn load(&self) -> Result<Option<Vec<u8>>> {
+        if let Some(p) = &self.prompt {
+            return Ok(Some(p.as_bytes().to_vec()));
+        }
+        match &self.prompt_file {
+            Some(f) => Ok(Some(crate::io::read_input(
+                Some(f),
+                DEFAULT_MAX_SIZE as u64,
+            )?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Decode one frame into a message: lossless and rewrite frames by the range decoder, QA frames
+/// by replaying the small model's question-asking with the frame's answer bits.
+pub fn decode_frame_bytes(
+    codec: &LmCodec<'_>,
+    frame: &[u8],
+    prompt: Option<&[u8]>,
+    max_size: usize,
+) -> Result<Message> {
+    let mut last = std::time::Instant::now();
+    let mut progress = |done: usize, _total: Option<usize>| {
+        if last.elapsed().as_secs() >= 2 {
+            tracing::info!(tokens = done, "decoding");
+            last = std::time::Instant::now();
+        }
+    };
+    if tenbit_lm::codec::frame_mode(frame)? == Mode::Qa {
+        let p = prompt.ok_or(CodecError::PromptRequired)?;
+        tracing::info!(
+            "QA frame: replaying the small model's questions with the received answer bits"
+        );
+        let t = codec
+            .decode_qa(frame, p)
+            .map_err(|e| adapter_hint(codec, e))?;
+        for (i, (q, a)) in t.questions.iter().enumerate() {
+            tracing::info!(
+                question = i + 1,
+                answer = if *a { "yes" } else { "no" },
+                "{q}"
+            );
+        }
+        return Ok(Message {
+            mode: Mode::Qa,
+            prompt: None,
+            text: t.final_answer.into_bytes(),
+        });
+    }
+    codec
+        .decode_message(frame, prompt, max_size, &mut progress)
+        .map_err(|e| adapter_hint(codec, e))
+}
+
+/// A frame for another (model, adapter) pair: say which adapter this side has, since the
+/// usual cause is a missing or different `--adapter` (the exit status stays 3).
+pub fn adapter_hint(codec: &LmCodec<'_>, e: CodecError) -> anyhow::Error {
+    if !matches!(e, CodecError::Frame(FrameError::ModelMismatch { .. })) {
+        return e.into();
+    }
+    let hint = match codec.model().adapter() {
+        None => "no adapter is loaded here: if the sender used a LoRA adapter, pass the same file with --adapter".to_string(),
+        Some(a) => format!(
+            "this decoder applies adapter {} (sha256 prefix): the frame was coded without it or with another adapter or model",
+            short_hash(&a.content_hash())
+        ),
+    };
+    anyhow::Error::new(e).context(hint)
+}
+
+/// Default `--max-size` for messages, in bytes.
+pub const DEFAULT_MAX_SIZE: usize = DEFAULT_MAX_INPUT;
+
+/// `hash-logits`: one line per fed position, `<index> <token> <16 hex of sha256(logits)>`.
+/// Comparing these across machines pinpoints the first position where two builds diverge.
+pub fn hash_logits_lines(
+    codec: &LmCodec<'_>,
+    prompt: Option<&[u8]>,
+    text: &[u8],
+    batched: bool,
+) -> Result<String> {
+    let trace = codec.logit_trace(prompt, text, batched)?;
+    let mut out = String::with_capacity(trace.len() * 32);
+    for (i, (tok, h)) in trace.iter().enumerate() {
+        out.push_str(&format!("{i} {} {}\n", tok.0, &hex::encode(h)[..16]));
+    }
+    Ok(out)
+}
+
+/// First 16 hex digits of a hash, for humans.
+pub fn short_hash(h: &[u8; 32]) -> String {
+    hex::encode(&h[..8])
+}
+
+/// The hidden `hash-logits` subcommand of both binaries: print [`hash_logits_lines`] for a text.
+pub fn hash_logits_command(
+    input: Option<&Path>,
+    prompt: Option<&str>,
+    batched: bool,
+    model: &ModelArgs,
+    fetch: Fetch<'_>,
+) -> Result<()> {
+    let text = crate::io::read_input(input, DEFAULT_MAX_SIZE as u64)?;
+    let m = model.load(fetch)?;
+    let codec = LmCodec::new(&m, model.session_options())?;
+    print!(
+        "{}",
+        hash_logits_lines(&codec, prompt.map(str::as_bytes), &text, batched)?
+    );
+    Ok(())
+}

@@ -1,0 +1,250 @@
+//! `tenbit bench`: compression and speed on a corpus, against the classic compressors, measured
+//! in the same run. Targets live here and in `bench/`, never in timed tests.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tenbit_lm::codec::{LmCodec, PromptUse};
+use tenbit_wire::frame::Mode;
+
+/// One corpus entry: a text, and the prompt it answers if it is an LLM response.
+pub struct Sample {
+    pub name: String,
+    pub group: &'static str,
+    pub prompt: Option<Vec<u8>>,
+    pub text: Vec<u8>,
+}
+
+/// `tests/data/llm/NN-x.response.txt` (+ `.prompt.txt`) and every file in `tests/data/general/`.
+pub fn load_corpus(dir: &Path) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    let llm = dir.join("llm");
+    let mut names: Vec<PathBuf> = fs::read_dir(&llm)
+        .with_context(|| format!("cannot read corpus directory {}", llm.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".response.txt"))
+        .collect();
+    names.sort();
+    for p in names {
+        let stem = p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".response.txt")
+            .to_string();
+        let prompt = fs::read(llm.join(format!("{stem}.prompt.txt"))).ok();
+        out.push(Sample {
+            name: stem,
+            group: "llm",
+            prompt,
+            text: fs::read(&p)?,
+        });
+    }
+    let general = dir.join("general");
+    if let Ok(rd) = fs::read_dir(&general) {
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for p in files {
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            out.push(Sample {
+                name: p.file_name().unwrap().to_string_lossy().into_owned(),
+                group: "general",
+                prompt: None,
+                text: fs::read(&p)?,
+            });
+        }
+    }
+    anyhow::ensure!(!out.is_empty(), "corpus {} is empty", dir.display());
+    Ok(out)
+}
+
+/// Sizes from the classic compressors at their strongest settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Classic {
+    pub zstd: usize,
+    pub xz: usize,
+    pub brotli: usize,
+    pub bzip2: usize,
+}
+
+impl Classic {
+    pub fn best(&self) -> usize {
+        self.zstd.min(self.xz).min(self.brotli).min(self.bzip2)
+    }
+}
+
+pub fn classic(data: &[u8]) -> Result<Classic> {
+    let zstd = zstd::bulk::compress(data, 19)?.len();
+    let xz = {
+        let mut e = xz2::write::XzEncoder::new(Vec::new(), 9);
+        e.write_all(data)?;
+        e.finish()?.len()
+    };
+    let brotli = {
+        let mut out = Vec::new();
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            lgwin: 22,
+            ..Default::default()
+        };
+        brotli::BrotliCompress(&mut &data[..], &mut out, &params)?;
+        out.len()
+    };
+    let bzip2 = {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
+        e.write_all(data)?;
+        e.finish()?.len()
+    };
+    Ok(Classic {
+        zstd,
+        xz,
+        brotli,
+        bzip2,
+    })
+}
+
+pub struct Row {
+    pub name: String,
+    pub group: &'static str,
+    pub bytes: usize,
+    pub tokens: usize,
+    pub tenbit: usize,
+    pub tenbit_noprompt: usize,
+    pub classic: Classic,
+    pub enc_s: f64,
+    pub dec_s: f64,
+}
+
+/// Run the benchmark; `decode` also decodes every frame (checking the round trip, timing it).
+pub fn run(
+    codec: &LmCodec<'_>,
+    samples: &[Sample],
+    decode: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for s in samples {
+        progress.set_message(s.name.clone());
+        let tokens = codec.tokenizer().encode(&s.text).len();
+        let t0 = Instant::now();
+        let use_prompt = match &s.prompt {
+            Some(p) => PromptUse::Known(p),
+            None => PromptUse::None,
+        };
+        let frame = codec.encode_message(use_prompt, &s.text, Mode::Lossless, &mut |_, _| {})?;
+        let enc_s = t0.elapsed().as_secs_f64();
+        let tenbit_noprompt = if s.prompt.is_some() {
+            codec
+                .encode_message(PromptUse::None, &s.text, Mode::Lossless, &mut |_, _| {})?
+                .len()
+        } else {
+            frame.len()
+        };
+        let mut dec_s = 0.0;
+        if decode {
+            let t1 = Instant::now();
+            let msg = codec.decode_message(
+                &frame,
+                s.prompt.as_deref(),
+                s.text.len().max(1),
+                &mut |_, _| {},
+            )?;
+            dec_s = t1.elapsed().as_secs_f64();
+            anyhow::ensure!(msg.text == s.text, "round trip of {} differs", s.name);
+        }
+        rows.push(Row {
+            name: s.name.clone(),
+            group: s.group,
+            bytes: s.text.len(),
+            tokens,
+            tenbit: frame.len(),
+            tenbit_noprompt,
+            classic: classic(&s.text)?,
+            enc_s,
+            dec_s,
+        });
+        progress.inc(1);
+    }
+    Ok(rows)
+}
+
+pub fn table(rows: &[Row], threads: usize, kernel: &str) -> String {
+    let mut s = String::new();
+    s.push_str("| file | bytes | tokens | zstd -19 | xz -9 | brotli 11 | bzip2 -9 | tenbit | tenbit (no prompt) | best classic / tenbit |\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x |\n",
+            r.name,
+            r.bytes,
+            r.tokens,
+            r.classic.zstd,
+            r.classic.xz,
+            r.classic.brotli,
+            r.classic.bzip2,
+            r.tenbit,
+            r.tenbit_noprompt,
+            r.classic.best() as f64 / r.tenbit as f64
+        ));
+    }
+    s.push('\n');
+    for group in ["llm", "general"] {
+        let g: Vec<&Row> = rows.iter().filter(|r| r.group == group).collect();
+        if g.is_empty() {
+            continue;
+        }
+        let sum = |f: &dyn Fn(&Row) -> usize| g.iter().map(|r| f(r)).sum::<usize>();
+        let bytes = sum(&|r| r.bytes);
+        let tb = sum(&|r| r.tenbit);
+        let tbn = sum(&|r| r.tenbit_noprompt);
+        let best = sum(&|r| r.classic.best());
+        let geo = (g
+            .iter()
+            .map(|r| (r.classic.best() as f64 / r.tenbit as f64).ln())
+            .sum::<f64>()
+            / g.len() as f64)
+            .exp();
+        let bits_per_token = tb as f64 * 8.0 / sum(&|r| r.tokens) as f64;
+        s.push_str(&format!(
+            "**{group}** ({} files, {bytes} bytes): tenbit {tb} B (ratio {:.4}, {:.3} bits/token incl. frame overhead), without prompt {tbn} B (ratio {:.4}); \
+best classic per file {best} B (ratio {:.4}); best classic / tenbit: {:.2}x in total, {:.2}x geometric mean per file; \
+zstd {} / xz {} / brotli {} / bzip2 {} B.\n\n",
+            g.len(),
+            tb as f64 / bytes as f64,
+            bits_per_token,
+            tbn as f64 / bytes as f64,
+            best as f64 / bytes as f64,
+            best as f64 / tb as f64,
+            geo,
+            sum(&|r| r.classic.zstd),
+            sum(&|r| r.classic.xz),
+            sum(&|r| r.classic.brotli),
+            sum(&|r| r.classic.bzip2),
+        ));
+    }
+    let toks: usize = rows.iter().map(|r| r.tokens).sum();
+    let enc: f64 = rows.iter().map(|r| r.enc_s).sum();
+    let dec: f64 = rows.iter().map(|r| r.dec_s).sum();
+    s.push_str(&format!(
+        "Speed ({threads} threads, kernel {kernel}): encode {:.1} response tokens/s (one batched prefill per message, model loaded once)",
+        toks as f64 / enc
+    ));
+    if dec > 0.0 {
+        s.push_str(&format!(
+            ", decode {:.1} tokens/s (token by token)",
+            toks as f64 / dec
+        ));
+    }
+    s.push('\n');
+    s
+}

@@ -1,0 +1,473 @@
+//! `tenbit eval`: how much of the small-to-strong capability gap a few bits recover.
+//!
+//! For every task the evaluator measures, with the real code paths:
+//!
+//! * **small alone**: the small model's greedy answer (the QA run's first answer; every K run
+//!   must reproduce it, which is checked);
+//! * **strong alone**: the strong model's answer, its raw size and its lossless tenbit frame;
+//! * **small + QA at each K**: [`crate::strong::encode_qa`], the very function behind
+//!   `tenbit encode --mode qa`, with the strong answer as the judge's reference; the frame it
+//!   returns is what a link would carry, so "bits sent" is its length in bits;
+//! * **rewrite**: the strong model's succinct rewrite of its own answer, coded losslessly by
+//!   the small model (`Mode::Rewrite`), and whether the graded answer survives it.
+//!
+//! The strong model is wrapped in a [`Metered`] model that caches identical greedy requests
+//! (QA runs at K = 1, 2, 5, 10 ask the same first questions, so the strong model is consulted
+//! once per distinct question) and charges every run the tokens it would have cost on its own.
+
+pub mod extract;
+pub mod report;
+pub mod sandbox;
+pub mod tasks;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+use tenbit_lm::codec::{CodecError, LmCodec, PromptUse};
+use tenbit_lm::qa::QaError;
+use tenbit_wire::frame::Mode;
+
+use crate::strong::{
+    encode_qa, ChatMessage, ChatModel, ChatRequest, ChatResponse, QaEncodeError, StrongError,
+};
+use tasks::{Grader, Task};
+
+/// Frame overhead of a QA frame in bytes besides the packed bits: 6 (header, tag, CRC-32) and
+/// the one-byte K.
+pub const QA_FRAME_OVERHEAD_BYTES: usize = 7;
+
+/// Bytes of a QA frame carrying `k` bits.
+pub fn qa_frame_bytes(k: usize) -> usize {
+    QA_FRAME_OVERHEAD_BYTES + k.div_ceil(8)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Tasks(#[from] tasks::TaskError),
+    #[error("QA replay is not deterministic: the K={k} run's first answer differs from K={k0}'s")]
+    Nondeterministic { k: usize, k0: usize },
+}
+
+/// A strong model that caches identical requests and counts what each caller would pay.
+pub struct Metered<'a> {
+    inner: &'a dyn ChatModel,
+    cache: Mutex<HashMap<String, ChatResponse>>,
+    /// (calls, tokens) charged since the last [`Metered::take`].
+    charged: Mutex<(u64, u64)>,
+}
+
+impl<'a> Metered<'a> {
+    pub fn new(inner: &'a dyn ChatModel) -> Self {
+        Metered {
+            inner,
+            cache: Mutex::new(HashMap::new()),
+            charged: Mutex::new((0, 0)),
+        }
+    }
+    /// (calls, tokens) charged since the last call, and reset.
+    pub fn take(&self) -> (u64, u64) {
+        std::mem::take(&mut *self.charged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Tokens a request and its reply cost: the server's usage figures, else about 4 bytes a token.
+fn tokens_of(req: &ChatRequest, resp: &ChatResponse) -> u64 {
+    let est = |s: usize| (s as u64).div_ceil(4);
+    let p = resp
+        .prompt_tokens
+        .map(u64::from)
+        .unwrap_or_else(|| est(req.messages.iter().map(|m| m.content.len()).sum()));
+    let c = resp
+        .completion_tokens
+        .map(u64::from)
+        .unwrap_or_else(|| est(resp.content.len()));
+    p + c
+}
+
+impl ChatModel for Metered<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+        // Only greedy requests are deterministic, so only those may be reused.
+        let key = (req.temperature == 0.0).then(|| format!("{req:?}"));
+        let hit = key
+            .as_ref()
+            .and_then(|k| self.cache.lock().unwrap().get(k).cloned());
+        let resp = match hit {
+            Some(r) => r,
+            None => {
+                let r = self.inner.chat(req)?;
+                if let Some(k) = key {
+                    self.cache.lock().unwrap().insert(k, r.clone());
+                }
+                r
+            }
+        };
+        let mut c = self.charged.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 += 1;
+        c.1 += tokens_of(req, &resp);
+        Ok(resp)
+    }
+}
+
+/// Settings of one evaluation.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Question counts K to evaluate.
+    pub bits: Vec<usize>,
+    /// Token limit of the strong model's own answer.
+    pub strong_max_tokens: u32,
+    /// Token limit of the strong model's rewrite.
+    pub rewrite_max_tokens: u32,
+    pub sandbox: sandbox::Limits,
+}
+
+/// A graded answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Graded {
+    pub correct: bool,
+    /// Math: the extracted number. Code: the sandbox outcome.
+    pub extracted: Option<String>,
+    pub detail: String,
+}
+
+/// One answer of one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub text: String,
+    #[serde(flatten)]
+    pub graded: Graded,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QaRecord {
+    pub k: usize,
+    /// Frame length in bits: K + the frame overhead (and padding to whole bytes).
+    pub bits_sent: u64,
+    pub frame_bytes: usize,
+    pub questions: Vec<(String, bool)>,
+    pub answer: Answer,
+    /// Strong-model calls and tokens this run alone would cost.
+    pub strong_calls: u64,
+    pub strong_tokens: u64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RewriteRecord {
+    pub answer: Answer,
+    /// Bits of the rewrite's lossless frame (0 when the rewrite failed).
+    pub bits_sent: u64,
+    pub raw_bits: u64,
+    /// The graded answer (number, or pass/fail) is the same as the strong answer's.
+    pub survives: bool,
+    pub strong_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub suite: tasks::Suite,
+    pub small: Answer,
+    pub strong: Answer,
+    /// The strong answer's size in bits as raw UTF-8.
+    pub strong_raw_bits: u64,
+    /// Bits of the strong answer's lossless tenbit frame (prompt known to both ends).
+    pub strong_lossless_bits: u64,
+    pub strong_tokens: u64,
+    pub qa: Vec<QaRecord>,
+    pub rewrite: Option<RewriteRecord>,
+    pub seconds: f64,
+}
+
+/// Grade `text` against `task`.
+pub fn grade(task: &Task, text: &str, limits: &sandbox::Limits) -> Result<Graded, EvalError> {
+    Ok(match &task.grader {
+        Grader::Number(want) => {
+            let got = extract::last_number(text);
+            Graded {
+                correct: got.as_deref() == Some(want.as_str()),
+                detail: format!("expected {want}"),
+                extracted: got,
+            }
+        }
+        Grader::Code {
+            code_prompt,
+            entry_point,
+            test,
+            ..
+        } => {
+            let code = extract::extract_code(text, entry_point);
+            let program = extract::build_program(code_prompt, &code, entry_point, test);
+            let o = sandbox::run_python(&program, limits)?;
+            Graded {
+                correct: o.passed(),
+                extracted: Some(o.summary()),
+                detail: String::new(),
+            }
+        }
+    })
+}
+
+/// The evaluation of one small model against one strong model.
+pub struct Evaluator<'a> {
+    codec: &'a LmCodec<'a>,
+    strong: Metered<'a>,
+    opts: Options,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(codec: &'a LmCodec<'a>, strong: &'a dyn ChatModel, opts: Options) -> Self {
+        Evaluator {
+            codec,
+            strong: Metered::new(strong),
+            opts,
+        }
+    }
+
+    fn answer(
+        &self,
+        task: &Task,
+        text: String,
+        error: Option<String>,
+    ) -> Result<Answer, EvalError> {
+        let graded = if error.is_some() {
+            Graded {
+                correct: false,
+                extracted: None,
+                detail: "no answer".into(),
+            }
+        } else {
+            grade(task, &text, &self.opts.sandbox)?
+        };
+        Ok(Answer {
+            text,
+            graded,
+            error,
+        })
+    }
+
+    /// Run every configuration on `task`. Strong-model failures are recorded in the task's
+    /// record (and score as wrong); engine and sandbox failures abort.
+    pub fn run_task(&self, task: &Task) -> Result<TaskRecord, EvalError> {
+        let t0 = Instant::now();
+        let prompt = task.prompt.as_str();
+
+        // Strong alone.
+        self.strong.take();
+        let req = ChatRequest::new(vec![ChatMessage::user(prompt)])
+            .max_tokens(self.opts.strong_max_tokens);
+        let (strong_text, strong_err) = match self.strong.chat(&req) {
+            Ok(r) => (r.content.trim().to_string(), None),
+            Err(e) => (String::new(), Some(e.to_string())),
+        };
+        let strong_tokens = self.strong.take().1;
+        let strong = self.answer(task, strong_text.clone(), strong_err)?;
+        tracing::info!(task = %task.id, correct = strong.graded.correct, "strong answer");
+        let strong_raw_bits = 8 * strong_text.len() as u64;
+        let strong_lossless_bits = 8 * self
+            .codec
+            .encode_message(
+                PromptUse::Known(prompt.as_bytes()),
+                strong_text.as_bytes(),
+                Mode::Lossless,
+                &mut |_, _| {},
+            )?
+            .len() as u64;
+        let reference = strong.error.is_none().then_some(strong_text.as_str());
+
+        // Small + QA at each K; small alone is the QA run's first answer.
+        let mut qa = Vec::new();
+        let mut initial: Option<(usize, String)> = None;
+        let ks: Vec<usize> = if self.opts.bits.is_empty() {
+            vec![0]
+        } else {
+            self.opts.bits.clone()
+        };
+        for &k in &ks {
+            let t = Instant::now();
+            self.strong.take();
+            let r = encode_qa(
+                self.codec,
+                &self.strong,
+                prompt,
+                k,
+                tenbit_lm::qa::MAX_BITS,
+                reference,
+            );
+            let (calls, tokens) = self.strong.take();
+            let (frame_bytes, questions, text, err) = match r {
+                Ok((frame, tr)) => {
+                    match &initial {
+                        None => initial = Some((k, tr.initial_answer.clone())),
+                        Some((k0, a)) if *a != tr.initial_answer => {
+                            return Err(EvalError::Nondeterministic { k, k0: *k0 })
+                        }
+                        Some(_) => {}
+                    }
+                    (frame.len(), tr.questions, tr.final_answer, None)
+                }
+                // A strong model that fails inside the QA loop (down, no usable yes/no) makes
+                // this configuration fail; it does not abort the evaluation.
+                Err(QaEncodeError::Codec(CodecError::Qa(e @ QaError::Oracle { .. }))) => {
+                    (0, Vec::new(), String::new(), Some(e.to_string()))
+                }
+                Err(QaEncodeError::Codec(e)) => return Err(e.into()),
+                Err(QaEncodeError::Strong(e)) => {
+                    (0, Vec::new(), String::new(), Some(e.to_string()))
+                }
+            };
+            let answer = self.answer(task, text, err)?;
+            tracing::info!(task = %task.id, k, correct = answer.graded.correct, "QA");
+            qa.push(QaRecord {
+                k,
+                bits_sent: 8 * frame_bytes as u64,
+                frame_bytes,
+                questions,
+                answer,
+                strong_calls: calls,
+                strong_tokens: tokens,
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
+        let small_text = match initial {
+            Some((_, a)) => a,
+            // Every QA run failed on the strong side: K = 0 asks the strong model nothing.
+            None => {
+                encode_qa(self.codec, &self.strong, prompt, 0, 0, None)
+                    .map_err(|e| match e {
+                        QaEncodeError::Codec(c) => EvalError::Codec(c),
+                        QaEncodeError::Strong(s) => unreachable!("K = 0 asks nothing: {s}"),
+                    })?
+                    .1
+                    .initial_answer
+            }
+        };
+        let small = self.answer(task, small_text, None)?;
+        if self.opts.bits.is_empty() {
+            qa.clear();
+        }
+
+        // Rewrite of the strong answer, coded losslessly.
+        let rewrite = if strong.error.is_none() {
+            self.strong.take();
+            let r = crate::strong::prompts::rewrite(
+                &self.strong,
+                Some(prompt),
+                &strong_text,
+                self.opts.rewrite_max_tokens,
+            );
+            let tokens = self.strong.take().1;
+            let (text, err) = match r {
+                Ok(t) => (t, None),
+                Err(e) => (String::new(), Some(e.to_string())),
+            };
+            let bits_sent = if err.is_none() {
+                8 * self
+                    .codec
+                    .encode_message(
+                        PromptUse::Known(prompt.as_bytes()),
+                        text.as_bytes(),
+                        Mode::Rewrite,
+                        &mut |_, _| {},
+                    )?
+                    .len() as u64
+            } else {
+                0
+            };
+            let answer = self.answer(task, text.clone(), err)?;
+            let survives = answer.error.is_none()
+                && answer.graded.correct == strong.graded.correct
+                && match task.grader {
+                    Grader::Number(_) => answer.graded.extracted == strong.graded.extracted,
+                    Grader::Code { .. } => true,
+                };
+            Some(RewriteRecord {
+                raw_bits: 8 * text.len() as u64,
+                answer,
+                bits_sent,
+                survives,
+                strong_tokens: tokens,
+            })
+        } else {
+            None
+        };
+
+        Ok(TaskRecord {
+            id: task.id.clone(),
+            suite: task.suite,
+            small,
+            strong,
+            strong_raw_bits,
+            strong_lossless_bits,
+            strong_tokens,
+            qa,
+            rewrite,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strong::FinishReason;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    struct Counting(AtomicU64);
+    impl ChatModel for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(ChatResponse {
+                content: format!("reply to {}", req.messages[0].content),
+                finish_reason: FinishReason::Stop,
+                model: "c".into(),
+                prompt_tokens: Some(10),
+                completion_tokens: Some(3),
+            })
+        }
+    }
+
+    #[test]
+    fn metered_caches_greedy_requests_and_charges_every_caller() {
+        let inner = Counting(AtomicU64::new(0));
+        let m = Metered::new(&inner);
+        let a = ChatRequest::new(vec![ChatMessage::user("a")]);
+        let b = ChatRequest::new(vec![ChatMessage::user("b")]);
+        m.chat(&a).unwrap();
+        m.chat(&a).unwrap();
+        m.chat(&b).unwrap();
+        assert_eq!(
+            inner.0.load(Ordering::SeqCst),
+            2,
+            "second `a` is served from cache"
+        );
+        assert_eq!(m.take(), (3, 39), "each call is charged its 13 tokens");
+        assert_eq!(m.take(), (0, 0));
+        // Sampled requests are never reused.
+        let s = a.clone().temperature(0.7);
+        m.chat(&s).unwrap();
+        m.chat(&s).unwrap();
+        assert_eq!(inner.0.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn qa_frame_size_formula() {
+        assert_eq!(qa_frame_bytes(0), 7);
+        assert_eq!(qa_frame_bytes(1), 8);
+        assert_eq!(qa_frame_bytes(8), 8);
+        assert_eq!(qa_frame_bytes(10), 9);
+    }
+}

@@ -1,0 +1,260 @@
+//! The strong model: a pluggable chat model that the host consults in two modes.
+//!
+//! * **Rewrite**: the strong model writes a succinct version of a response before the small
+//!   model codes it (fewer tokens, same facts).
+//! * **Question asking (QA)**: the small model asks yes/no questions and the strong model
+//!   answers each with one bit; only the bits travel.
+//!
+//! The strong model is either any OpenAI-compatible chat-completions server
+//! ([`OpenAiClient`]: llama.cpp server, vLLM, Ollama, hosted APIs) or a local GGUF model run by
+//! the project's own engine ([`LocalModel`]). [`serve`] exposes any [`ChatModel`] as an
+//! OpenAI-compatible HTTP server, so the client is tested against a real server over loopback.
+//!
+//! Failure policy: a strong model that is down, slow or talks nonsense produces a
+//! [`StrongError`] that says which of those happened, after the configured retries. Nothing in
+//! this module ever substitutes a default answer, because a guessed rewrite or a guessed QA bit
+//! would silently become a wrong frame.
+
+pub mod local;
+pub mod openai;
+pub mod prompts;
+pub mod serve;
+
+use std::time::Duration;
+
+pub use local::LocalModel;
+pub use openai::{OpenAiClient, OpenAiConfig, Secret};
+pub use prompts::{answer_yes_no, parse_yes_no, rewrite, StrongOracle};
+pub use serve::{serve, Server, ServerHandle};
+
+/// One chat message: `role` is `system`, `user` or `assistant`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new("system", content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new("assistant", content)
+    }
+}
+
+/// A chat-completions request, the subset of the OpenAI schema both ends understand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRequest {
+    pub messages: Vec<ChatMessage>,
+    /// Upper bound on generated tokens; `None` lets the model decide.
+    pub max_tokens: Option<u32>,
+    /// 0 means greedy decoding (the default: rewrite and QA answers should be reproducible).
+    pub temperature: f32,
+    /// Generation stops before the first occurrence of any of these strings.
+    pub stop: Vec<String>,
+    /// Sampling seed (used only when `temperature > 0`).
+    pub seed: Option<u64>,
+}
+
+impl ChatRequest {
+    /// Greedy request with no token limit and no stop strings.
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        ChatRequest {
+            messages,
+            max_tokens: None,
+            temperature: 0.0,
+            stop: Vec::new(),
+            seed: None,
+        }
+    }
+    pub fn max_tokens(mut self, n: u32) -> Self {
+        self.max_tokens = Some(n);
+        self
+    }
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.temperature = t;
+        self
+    }
+    pub fn stop(mut self, s: impl Into<String>) -> Self {
+        self.stop.push(s.into());
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// End of turn, end of text, or a stop string.
+    Stop,
+    /// `max_tokens` (or the context) ran out.
+    Length,
+    /// The server said something else (kept so a client never invents a reason).
+    Other,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Other => "other",
+        }
+    }
+}
+
+/// The assistant's reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatResponse {
+    pub content: String,
+    pub finish_reason: FinishReason,
+    /// Model name as reported by whoever generated the reply.
+    pub model: String,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+}
+
+/// A chat model that can play the strong role.
+///
+/// `Send + Sync` so one model can serve several HTTP workers and be shared by the CLI as
+/// `Arc<dyn ChatModel>`; implementations serialise internally where they must.
+pub trait ChatModel: Send + Sync {
+    /// Name reported in responses and in `GET /v1/models`.
+    fn name(&self) -> &str;
+    /// One chat completion. Errors are final: retries already happened inside.
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, StrongError>;
+}
+
+impl<T: ChatModel + ?Sized> ChatModel for std::sync::Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+        (**self).chat(req)
+    }
+}
+
+/// Everything that can go wrong with a strong model. Messages name the server (never the API
+/// key) and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum StrongError {
+    #[error("strong model server at {url} is down ({detail}; tried {attempts} time(s))")]
+    Down {
+        url: String,
+        attempts: u32,
+        detail: String,
+    },
+    #[error("strong model server at {url} timed out after {timeout:?} ({attempts} attempt(s))")]
+    Timeout {
+        url: String,
+        timeout: Duration,
+        attempts: u32,
+    },
+    #[error("strong model server at {url} returned garbage: {detail}")]
+    Garbage { url: String, detail: String },
+    #[error("strong model server at {url} returned no choices")]
+    EmptyChoices { url: String },
+    #[error("strong model server at {url} answered HTTP {status} ({attempts} attempt(s)): {body}")]
+    Http {
+        url: String,
+        status: u16,
+        attempts: u32,
+        body: String,
+    },
+    #[error("strong model configuration: {0}")]
+    Config(String),
+    #[error("local strong model: {0}")]
+    Local(String),
+    #[error("the prompt needs {needed} tokens but the local model's context holds {capacity}")]
+    ContextTooLong { needed: usize, capacity: usize },
+    #[error("invalid chat request: {0}")]
+    BadRequest(String),
+    #[error(
+        "the strong model gave no usable yes/no answer to {question:?} after {attempts} \
+         attempt(s); last reply: {last_reply:?}"
+    )]
+    Unparseable {
+        question: String,
+        attempts: u32,
+        last_reply: String,
+    },
+    #[error("the strong model returned an empty rewrite")]
+    EmptyRewrite,
+    #[error(
+        "the strong model's rewrite hit the {max_tokens}-token limit; a cut-off rewrite would \
+         lose facts, so it is refused (raise the limit)"
+    )]
+    RewriteTruncated { max_tokens: u32 },
+    #[error("{k} questions requested; the configured maximum is {max}")]
+    TooManyQuestions { k: usize, max: usize },
+    #[error("cannot start the strong model server on {addr}: {detail}")]
+    Bind { addr: String, detail: String },
+}
+
+/// Refuse a QA run asking more questions than `max` allows: each question costs a strong-model
+/// call, and the frame format caps K anyway.
+pub fn check_k(k: usize, max: usize) -> Result<(), StrongError> {
+    if k > max {
+        Err(StrongError::TooManyQuestions { k, max })
+    } else {
+        Ok(())
+    }
+}
+
+/// Why [`encode_qa`] failed: the strong model (or the K limit), or the small model's coder.
+#[derive(Debug, thiserror::Error)]
+pub enum QaEncodeError {
+    #[error(transparent)]
+    Strong(#[from] StrongError),
+    #[error(transparent)]
+    Codec(#[from] tenbit_lm::codec::CodecError),
+}
+
+/// The encoder's whole QA step: the small model answers `prompt` and asks `k` questions, the
+/// strong model answers each with one bit (judging against `reference`, its own or a given
+/// answer, when there is one), and the bits become a frame.
+///
+/// This is the one function behind both `tenbit encode --mode qa` and `tenbit eval`, so what
+/// the evaluation scores is exactly what a link would carry.
+pub fn encode_qa(
+    codec: &tenbit_lm::codec::LmCodec<'_>,
+    strong: &dyn ChatModel,
+    prompt: &str,
+    k: usize,
+    max_k: usize,
+    reference: Option<&str>,
+) -> Result<(Vec<u8>, tenbit_lm::qa::Transcript), QaEncodeError> {
+    check_k(k, max_k)?;
+    let mut oracle = StrongOracle::new(strong, k);
+    if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
+        oracle = oracle.with_reference(r);
+    }
+    Ok(codec.encode_qa(prompt.as_bytes(), k, &mut oracle)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_limit_is_inclusive() {
+        assert!(check_k(0, 8).is_ok());
+        assert!(check_k(8, 8).is_ok());
+        let e = check_k(9, 8).unwrap_err();
+        assert!(matches!(e, StrongError::TooManyQuestions { k: 9, max: 8 }));
+        assert!(e.to_string().contains("maximum is 8"), "{e}");
+    }
+}
