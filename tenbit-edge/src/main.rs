@@ -1,17 +1,13 @@
 //! `tenbit-edge`: the board-side decoder. Small on purpose: it links the engine, the codec and
 //! the link layer, and nothing of the host's strong-model, training or HTTP code.
 
-use std::io::Write;
-use std::path::PathBuf;
+mod cmd;
+
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
-use tenbit_cli::io::{read_input, write_output};
-use tenbit_cli::link::LinkArgs;
 use tenbit_cli::{self as cli, ModelArgs, PromptArgs, EXIT_CODES_HELP};
-use tenbit_link::io::{Event, Receiver};
-use tenbit_lm::codec::LmCodec;
 
 #[derive(Parser)]
 #[command(
@@ -42,282 +38,45 @@ struct Cli {
 enum Cmd {
     /// Decode a frame file (or stdin) to the original text.
     Decode {
-        /// Frame to decode ('-' or absent: stdin).
-        input: Option<PathBuf>,
-        /// Where to write the text ('-' or absent: stdout).
-        #[arg(short, long)]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        args: cli::DecodeArgs,
         #[command(flatten)]
         prompt: PromptArgs,
-        /// Also write the prompt carried by the frame, if any, to this file.
-        #[arg(long, value_name = "FILE")]
-        prompt_out: Option<PathBuf>,
-        /// Largest message accepted, in bytes.
-        #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
-        max_size: usize,
         #[command(flatten)]
         model: ModelArgs,
     },
     /// Receive frames from a serial port or radio modem and decode each message.
-    ///
-    /// Each decoded text goes to stdout (followed by a blank line) or into --out-dir. A frame
-    /// that fails (corrupt, wrong model) is logged and counted; the listener keeps going.
-    Listen {
-        #[command(flatten)]
-        link: LinkArgs,
-        #[command(flatten)]
-        prompt: PromptArgs,
-        /// Write each message to DIR/msg-<n>.txt instead of stdout.
-        #[arg(long, value_name = "DIR")]
-        out_dir: Option<PathBuf>,
-        /// Stop after this many messages (default: run until the port closes).
-        #[arg(long, value_name = "N")]
-        count: Option<u64>,
-        /// Largest message accepted, in bytes.
-        #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
-        max_size: usize,
-        #[command(flatten)]
-        model: ModelArgs,
-    },
+    Listen(cmd::listen::Args),
     /// LoRA adapters: receive one sent with `tenbit adapter send`.
     Adapter {
         #[command(subcommand)]
-        cmd: AdapterCmd,
+        cmd: cmd::adapter::Cmd,
     },
     /// Print the model's identity (what frames must name to be accepted here).
-    Info {
-        #[command(flatten)]
-        model: ModelArgs,
-    },
+    Info(cmd::info::Args),
     /// Debug: hash the model's logits at every position of a text (cross-machine checks).
     #[command(hide = true)]
     HashLogits {
-        input: Option<PathBuf>,
-        #[arg(long)]
-        prompt: Option<String>,
-        /// Feed the whole text as one batch instead of token by token.
-        #[arg(long)]
-        batched: bool,
+        #[command(flatten)]
+        args: cli::HashLogitsArgs,
         #[command(flatten)]
         model: ModelArgs,
     },
-}
-
-#[derive(Subcommand)]
-enum AdapterCmd {
-    /// Receive an adapter over the link, check its sha256 (and that it fits the local model,
-    /// when that is installed), and write it to --out. Then decode with --adapter FILE.
-    #[command(
-        after_help = "Example:\n  tenbit-edge adapter receive --link serial-115200 --port /dev/ttyAMA0 -o /var/lib/tenbit/python.tbl"
-    )]
-    Receive {
-        #[command(flatten)]
-        link: LinkArgs,
-        /// Where to write the adapter.
-        #[arg(short, long, value_name = "FILE")]
-        out: PathBuf,
-        #[command(flatten)]
-        model: ModelArgs,
-    },
-}
-
-/// `tenbit-edge adapter receive`: collect chunks until the file is whole and hash-checked.
-fn adapter_receive(link: LinkArgs, out: PathBuf, model: ModelArgs) -> Result<()> {
-    use tenbit_engine::lora::Adapter;
-    use tenbit_link::transfer::Assembler;
-    let cfg = link.config()?;
-    let port = link.open()?;
-    let mut rx = Receiver::new(port, &cfg)?;
-    let mut asm = Assembler::new();
-    tracing::info!(port = %link.port, "waiting for an adapter");
-    let bytes = loop {
-        let ev = rx
-            .next_event()
-            .with_context(|| format!("link on {} failed", link.port))?;
-        let msg = match ev {
-            Event::Message(m) => m,
-            Event::Lost { msg_id } => {
-                tracing::warn!(msg_id, "message lost on the link");
-                continue;
-            }
-        };
-        match asm.push(&msg.payload) {
-            Ok(Some(b)) => break b,
-            Ok(None) => {
-                let (have, total) = asm.progress();
-                tracing::info!(have, total, "adapter chunk");
-            }
-            Err(e @ tenbit_link::transfer::TransferError::NotAChunk) => {
-                tracing::warn!("ignoring a message that is not an adapter chunk: {e}");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let a = Adapter::from_bytes(&bytes).context("received file is not a valid adapter")?;
-    match model.resolve(None) {
-        Ok(p) => {
-            let m = tenbit_engine::Model::load(&p)
-                .with_context(|| format!("cannot load model {}", p.display()))?;
-            a.check_base(&m.content_hash(), &m.adapter_dims())
-                .context("received adapter does not fit the local model")?;
-        }
-        Err(e) => tracing::warn!("base model not checked: {e:#}"),
-    }
-    // Write next to the target, then rename: a reader never sees half an adapter.
-    let tmp = out.with_extension("part");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
-        "{}: {} bytes, sha256 {}",
-        out.display(),
-        bytes.len(),
-        hex::encode(a.content_hash())
-    );
-    Ok(())
-}
-
-fn listen(
-    link: LinkArgs,
-    prompt: Option<Vec<u8>>,
-    out_dir: Option<PathBuf>,
-    count: Option<u64>,
-    max_size: usize,
-    model: ModelArgs,
-) -> Result<()> {
-    let m = model.load(None)?;
-    let codec = LmCodec::new(&m, model.session_options())?;
-    let cfg = link.config()?;
-    let port = link.open()?;
-    if let Some(d) = &out_dir {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    tracing::info!(port = %link.port, profile = %link.link, "listening");
-    let mut rx = Receiver::new(port, &cfg)?;
-    let (mut ok, mut failed) = (0u64, 0u64);
-    loop {
-        if count.is_some_and(|c| ok + failed >= c) {
-            break;
-        }
-        let ev = match rx.next_event() {
-            Ok(ev) => ev,
-            Err(e) => {
-                // The port closed or died: report what was received, fail with the link code.
-                tracing::info!(ok, failed, "link ended");
-                return Err(e).context(format!("link on {} failed", link.port));
-            }
-        };
-        let msg = match ev {
-            Event::Message(m) => m,
-            Event::Lost { msg_id } => {
-                failed += 1;
-                tracing::warn!(msg_id, "message lost on the link");
-                continue;
-            }
-        };
-        match cli::decode_frame_bytes(&codec, &msg.payload, prompt.as_deref(), max_size) {
-            Ok(decoded) => {
-                ok += 1;
-                tracing::info!(
-                    msg_id = msg.msg_id,
-                    frame = msg.payload.len(),
-                    text = decoded.text.len(),
-                    "decoded"
-                );
-                match &out_dir {
-                    Some(d) => {
-                        write_output(Some(&d.join(format!("msg-{ok:05}.txt"))), &decoded.text)?
-                    }
-                    None => {
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&decoded.text)?;
-                        out.write_all(b"\n\n")?;
-                        out.flush()?;
-                    }
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                tracing::error!(msg_id = msg.msg_id, "frame refused: {e:#}");
-            }
-        }
-    }
-    let stats = rx.stats();
-    tracing::info!(
-        ok,
-        failed,
-        auth_failures = stats.auth_failures,
-        replays = stats.replays,
-        "done"
-    );
-    Ok(())
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // A board never downloads: every command gets `None` as its fetch step.
     match cli.cmd {
         Cmd::Decode {
-            input,
-            output,
+            args,
             prompt,
-            prompt_out,
-            max_size,
             model,
-        } => {
-            let frame = read_input(input.as_deref(), max_size as u64)?;
-            let prompt = prompt.load()?;
-            let m = model.load(None)?;
-            let codec = LmCodec::new(&m, model.session_options())?;
-            let msg = cli::decode_frame_bytes(&codec, &frame, prompt.as_deref(), max_size)?;
-            if let (Some(p), Some(pr)) = (&prompt_out, &msg.prompt) {
-                write_output(Some(p), pr)?;
-            }
-            write_output(output.as_deref(), &msg.text)?;
-        }
-        Cmd::Listen {
-            link,
-            prompt,
-            out_dir,
-            count,
-            max_size,
-            model,
-        } => listen(link, prompt.load()?, out_dir, count, max_size, model)?,
-        Cmd::Adapter {
-            cmd: AdapterCmd::Receive { link, out, model },
-        } => adapter_receive(link, out, model)?,
-        Cmd::Info { model } => {
-            let m = model.load(None)?;
-            let codec = LmCodec::new(&m, model.session_options())?;
-            println!("model     {}", model.resolve(None)?.display());
-            println!("sha256    {}", hex::encode(m.content_hash()));
-            if let Some(a) = m.adapter() {
-                println!(
-                    "adapter   {} (rank {}, {})",
-                    hex::encode(a.content_hash()),
-                    a.rank,
-                    tenbit_engine::lora::Target::list(&a.targets)
-                );
-            }
-            println!(
-                "identity  {} (frame tag 0x{:02x})",
-                hex::encode(codec.identity().0),
-                codec.identity().tag()
-            );
-            println!(
-                "kernel    {}",
-                model
-                    .kernel
-                    .unwrap_or_else(tenbit_engine::KernelLevel::detect)
-            );
-        }
-        Cmd::HashLogits {
-            input,
-            prompt,
-            batched,
-            model,
-        } => {
-            cli::hash_logits_command(input.as_deref(), prompt.as_deref(), batched, &model, None)?;
-        }
+        } => cli::decode_command(&args, &prompt, &model, None, cli.quiet),
+        Cmd::Listen(a) => cmd::listen::run(a),
+        Cmd::Adapter { cmd } => cmd::adapter::run(cmd),
+        Cmd::Info(a) => cmd::info::run(a),
+        Cmd::HashLogits { args, model } => cli::hash_logits_command(&args, &model, None),
     }
-    Ok(())
 }
 
 fn main() -> ExitCode {
