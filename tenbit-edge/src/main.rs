@@ -56,12 +56,7 @@ enum Cmd {
     Info(cmd::info::Args),
     /// Debug: hash the model's logits at every position of a text (cross-machine checks).
     #[command(hide = true)]
-    HashLogits {
-        #[command(flatten)]
-        args: cli::HashLogitsArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-    },
+    HashLogits(cli::HashLogitsArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -75,7 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Listen(a) => cmd::listen::run(a),
         Cmd::Adapter { cmd } => cmd::adapter::run(cmd),
         Cmd::Info(a) => cmd::info::run(a),
-        Cmd::HashLogits { args, model } => cli::hash_logits_command(&args, &model, None),
+        Cmd::HashLogits(a) => cli::hash_logits_command(&a, None),
     }
 }
 

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tenbit::strong::StrongError;
-use tenbit_cli::{self as cli, ModelArgs, EXIT_CODES_HELP};
+use tenbit_cli::{self as cli, EXIT_CODES_HELP};
 
 #[derive(Parser)]
 #[command(
@@ -77,12 +77,7 @@ enum Cmd {
     Eval(cmd::eval::Args),
     /// Debug: hash the model's logits at every position of a text (cross-machine checks).
     #[command(hide = true)]
-    HashLogits {
-        #[command(flatten)]
-        args: cli::HashLogitsArgs,
-        #[command(flatten)]
-        model: ModelArgs,
-    },
+    HashLogits(cli::HashLogitsArgs),
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -99,7 +94,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Lora { cmd } => cmd::lora::run(cmd, quiet),
         Cmd::Adapter { cmd } => cmd::adapter::run(cmd, quiet),
         Cmd::Eval(a) => cmd::eval::run(a, quiet),
-        Cmd::HashLogits { args, model } => cli::hash_logits_command(&args, &model, cmd::FETCH),
+        Cmd::HashLogits(a) => cli::hash_logits_command(&a, cmd::FETCH),
     }
 }
 

@@ -37,10 +37,12 @@ impl Default for Crc32 {
 }
 
 impl Crc32 {
+    /// A checksum over nothing yet.
     pub const fn new() -> Self {
         Crc32 { state: 0xFFFF_FFFF }
     }
 
+    /// Feed more bytes.
     pub fn update(&mut self, bytes: &[u8]) {
         let mut c = self.state;
         for &b in bytes {
@@ -49,6 +51,7 @@ impl Crc32 {
         self.state = c;
     }
 
+    /// The CRC-32 of everything fed.
     pub fn finish(self) -> u32 {
         self.state ^ 0xFFFF_FFFF
     }

@@ -43,6 +43,7 @@ impl core::error::Error for CoderError {}
 
 /// Where coded bytes go: a `Vec` on hosts, a fixed `heapless::Vec` on microcontrollers.
 pub trait ByteSink {
+    /// Append one byte, or report [`CoderError::Full`].
     fn push(&mut self, b: u8) -> Result<(), CoderError>;
 }
 
@@ -86,6 +87,7 @@ pub struct RangeEncoder<S: ByteSink> {
 }
 
 impl<S: ByteSink> RangeEncoder<S> {
+    /// An encoder writing into `sink`.
     pub fn new(sink: S) -> Self {
         RangeEncoder {
             sink,
@@ -188,6 +190,7 @@ pub struct RangeDecoder<'a> {
 }
 
 impl<'a> RangeDecoder<'a> {
+    /// A decoder over `bytes` (implicit zero bytes follow the end).
     pub fn new(bytes: &'a [u8]) -> Self {
         let mut d = RangeDecoder {
             bytes,
@@ -251,6 +254,7 @@ impl<'a> RangeDecoder<'a> {
         Ok(())
     }
 
+    /// One raw bit coded by [`RangeEncoder::encode_bit`].
     pub fn decode_bit(&mut self) -> Result<bool, CoderError> {
         let t = self.target(2)?;
         self.consume(t, 1, 2)?;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct TokenId(pub u32);
 
 impl TokenId {
+    /// The id as an index into a logits or CDF table.
     pub const fn index(self) -> usize {
         self.0 as usize
     }

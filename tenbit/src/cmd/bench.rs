@@ -71,52 +71,27 @@ pub struct Sample {
     pub text: Vec<u8>,
 }
 
-/// `tests/data/llm/NN-x.response.txt` (+ `.prompt.txt`) and every file in `tests/data/general/`.
+/// `DIR/llm/NN-x.response.txt` (+ `.prompt.txt`) and every file in `DIR/general/`.
 pub fn load_corpus(dir: &Path) -> Result<Vec<Sample>> {
-    let mut out = Vec::new();
-    let llm = dir.join("llm");
-    let mut names: Vec<PathBuf> = fs::read_dir(&llm)
-        .with_context(|| format!("cannot read corpus directory {}", llm.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.to_string_lossy().ends_with(".response.txt"))
-        .collect();
-    names.sort();
-    for p in names {
-        let stem = p
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .trim_end_matches(".response.txt")
-            .to_string();
-        let prompt = fs::read(llm.join(format!("{stem}.prompt.txt"))).ok();
-        out.push(Sample {
-            name: stem,
-            group: "llm",
-            prompt,
-            text: fs::read(&p)?,
-        });
-    }
-    let general = dir.join("general");
-    if let Ok(rd) = fs::read_dir(&general) {
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for p in files {
-            if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                continue;
-            }
-            out.push(Sample {
-                name: p.file_name().unwrap().to_string_lossy().into_owned(),
-                group: "general",
-                prompt: None,
-                text: fs::read(&p)?,
-            });
+    let llm = tenbit_catalogue::corpus::read_dir(&dir.join("llm"), false)
+        .with_context(|| format!("cannot read the corpus in {}", dir.display()))?;
+    let general = match dir.join("general") {
+        g if g.is_dir() => tenbit_catalogue::corpus::read_dir(&g, true)?,
+        _ => Vec::new(),
+    };
+    let tag = |group: &'static str| {
+        move |s: tenbit_catalogue::corpus::Sample| Sample {
+            name: s.name,
+            group,
+            prompt: s.prompt,
+            text: s.text,
         }
-    }
+    };
+    let out: Vec<Sample> = llm
+        .into_iter()
+        .map(tag("llm"))
+        .chain(general.into_iter().map(tag("general")))
+        .collect();
     anyhow::ensure!(!out.is_empty(), "corpus {} is empty", dir.display());
     Ok(out)
 }
