@@ -547,6 +547,53 @@ impl SeenWindow {
     }
 }
 
+/// What a durable message is to the receiver.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admit<'a> {
+    /// Not seen before: store `frame`, [`SeenWindow::insert`] the envelope, then acknowledge.
+    New(Envelope, &'a [u8]),
+    /// Already delivered (before a crash or restart of either end): only acknowledge.
+    Duplicate(Envelope),
+}
+
+impl SeenWindow {
+    /// Classifies a durable message (its envelope and frame; see [`Envelope::unwrap`]).
+    pub fn admit<'a>(&self, message: &'a [u8]) -> Result<Admit<'a>, DurableError> {
+        let (e, frame) = Envelope::unwrap(message)?;
+        Ok(if self.contains(&e) {
+            Admit::Duplicate(e)
+        } else {
+            Admit::New(e, frame)
+        })
+    }
+}
+
+/// Sends every pending spool entry, oldest first, each removed from the spool once its
+/// acknowledgement arrived; `on_sent` is called after each. Damaged entries are set aside and
+/// passed to `on_corrupt` (never sent). Returns how many were delivered. The first link
+/// error stops the run and leaves that entry (and the later ones) in the spool.
+pub fn send_pending<IO: std::io::Read + std::io::Write>(
+    outbox: &Outbox,
+    sender: &mut crate::io::Sender,
+    io: &mut IO,
+    mut on_sent: impl FnMut(&Entry, &crate::io::SendReport),
+    mut on_corrupt: impl FnMut(&CorruptEntry),
+) -> Result<usize, crate::LinkError> {
+    let scan = outbox.scan()?;
+    for c in &scan.corrupt {
+        on_corrupt(c);
+    }
+    let mut sent = 0;
+    for entry in &scan.entries {
+        let message = entry.envelope.wrap(&entry.frame);
+        let report = sender.send_durable(io, &message, entry.envelope.link_id(), |_| {})?;
+        outbox.remove(entry.envelope.seq)?;
+        on_sent(entry, &report);
+        sent += 1;
+    }
+    Ok(sent)
+}
+
 /// Writes a delivered message as `dir/<stream>-<seq>.<ext>`, atomically and durably.
 pub fn write_message(
     dir: &Path,

@@ -752,6 +752,164 @@ impl<IO: Read + Write> Receiver<IO> {
     }
 }
 
+/// What a two-way [`Endpoint`] observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DuplexEvent {
+    /// A message from the peer, exactly as sent.
+    Received(Vec<u8>),
+    /// A queued message was acknowledged by the peer.
+    Sent {
+        /// Its link id.
+        msg_id: u8,
+    },
+    /// A queued message was given up (no acknowledgement after the retries).
+    Lost {
+        /// Its link id.
+        msg_id: u8,
+    },
+}
+
+/// Both directions over one port: messages queued with [`Endpoint::queue`] go out one at a
+/// time under ARQ while the peer's messages are reassembled and acknowledged. This is what a
+/// relay or a KISS TNC bridge runs on each side of a tenbit link (e.g. two Reticulum nodes
+/// reaching each other only through tenbit). ARQ mode, unsealed.
+pub struct Endpoint<IO> {
+    port: PacketPort<FromStd<IO>>,
+    cfg: LinkConfig,
+    reasm: Box<Reassembler>,
+    queue: VecDeque<Vec<u8>>,
+    current: Option<(Box<OutgoingMessage>, ArqSender)>,
+    next_id: u8,
+    pacer: Pacer,
+    clock: Instant,
+    events: VecDeque<DuplexEvent>,
+}
+
+impl<IO: Read + Write> Endpoint<IO> {
+    /// An endpoint on `io` (profile, MTU, framing and ARQ tuning from `cfg`).
+    pub fn new(io: IO, cfg: &LinkConfig) -> Result<Self, LinkError> {
+        cfg.validate()?;
+        Ok(Endpoint {
+            port: PacketPort::new(FromStd(io), cfg.framing),
+            cfg: cfg.clone(),
+            reasm: Box::default(),
+            queue: VecDeque::new(),
+            current: None,
+            next_id: (std::process::id() as u8).wrapping_mul(37),
+            pacer: Pacer::new(&cfg.profile),
+            clock: Instant::now(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Queues a message for the peer (at most [`MAX_MESSAGE`] bytes).
+    pub fn queue(&mut self, message: Vec<u8>) -> Result<(), LinkError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(MessageError::TooLarge.into());
+        }
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// Messages waiting (the one in flight included).
+    pub fn backlog(&self) -> usize {
+        self.queue.len() + usize::from(self.current.is_some())
+    }
+
+    fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    fn transmit(&mut self, p: &Packet<'_>) -> Result<u64, LinkError> {
+        let mut raw = [0u8; super::MAX_RAW_PACKET];
+        let n = p.write_raw(&mut raw)?;
+        let air = self.cfg.profile.airtime_us(self.cfg.framing.on_air_len(n));
+        if self.cfg.pace {
+            let wait = self.pacer.wait_us(self.now_us());
+            if wait > 0 {
+                std::thread::sleep(Duration::from_micros(wait));
+            }
+        }
+        let now = self.now_us();
+        self.port.send(p)?;
+        self.pacer.record(now, air);
+        Ok((now + air) / 1000)
+    }
+
+    /// One round: reads what arrived (at most one read, so this returns within the port's
+    /// read timeout), handles it, drives the outgoing ARQ, and returns the next event if any.
+    pub fn poll(&mut self) -> Result<Option<DuplexEvent>, LinkError> {
+        let mut first = true;
+        while first || self.port.has_buffered() {
+            first = false;
+            let now_ms = self.now_us() / 1000;
+            let mut ack_out = None;
+            match self.port.poll()? {
+                Some(Incoming::Packet(Packet::Data(d))) => {
+                    if let Ok(h) = self.reasm.handle(now_ms, &d) {
+                        if let Some(dl) = h.delivered {
+                            if dl.flags & FLAG_SEALED == 0 {
+                                self.events
+                                    .push_back(DuplexEvent::Received(dl.payload.to_vec()));
+                            }
+                        }
+                        ack_out = h.ack;
+                    }
+                }
+                Some(Incoming::Packet(Packet::Ack(a))) => {
+                    if let Some((_, arq)) = self.current.as_mut() {
+                        arq.on_ack(&a);
+                    }
+                }
+                _ => {}
+            }
+            if let Some(a) = ack_out {
+                self.transmit(&Packet::Ack(a))?;
+            }
+        }
+        let _ = self.reasm.expire(self.now_us() / 1000);
+        if self.current.is_none() {
+            if let Some(m) = self.queue.pop_front() {
+                let id = self.next_id;
+                self.next_id = id.wrapping_add(1);
+                let msg = OutgoingMessage::for_raw(id, &m, self.cfg.max_raw(), 0, 0)?;
+                let arq = ArqSender::new(id, msg.plan.data_shards, self.cfg.arq);
+                self.current = Some((Box::new(msg), arq));
+            }
+        }
+        while let Some((msg, mut arq)) = self.current.take() {
+            match arq.poll(self.now_us() / 1000) {
+                ArqAction::Transmit { index, ack_req } => {
+                    let p = msg.packet(index, ack_req)?;
+                    let end = self.transmit(&p)?;
+                    arq.transmitted(end);
+                    self.current = Some((msg, arq));
+                }
+                ArqAction::WaitUntil(_) => {
+                    self.current = Some((msg, arq));
+                    break;
+                }
+                ArqAction::Delivered => {
+                    let msg_id = arq.msg_id();
+                    self.events.push_back(DuplexEvent::Sent { msg_id });
+                    break;
+                }
+                ArqAction::Lost => {
+                    let msg_id = arq.msg_id();
+                    self.events.push_back(DuplexEvent::Lost { msg_id });
+                    break;
+                }
+            }
+        }
+        Ok(self.events.pop_front())
+    }
+
+    /// The underlying port.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.port.get_mut().0
+    }
+}
+
 /// Gives a blocking reader (stdin, a pipe, a pty master) read timeouts: a thread reads into a
 /// channel, and `read` waits at most `timeout` for it.
 pub struct ThreadedReader {

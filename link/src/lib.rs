@@ -113,6 +113,8 @@ pub mod packet;
 pub mod port;
 pub mod profile;
 pub mod reassembly;
+#[cfg(feature = "reticulum")]
+pub mod reticulum;
 pub mod rnode;
 #[cfg(feature = "crypto")]
 pub mod seal;
@@ -168,6 +170,15 @@ pub enum LinkError {
     #[cfg(feature = "std")]
     #[error(transparent)]
     Io(#[from] io::IoError),
+    /// The Reticulum sidecar failed (see `reticulum`).
+    #[cfg(feature = "reticulum")]
+    #[error(transparent)]
+    Reticulum(#[from] reticulum::ReticulumError),
+    /// The spool or the receiver's state on local storage (not the link itself: a full or
+    /// read-only disk, a damaged state file).
+    #[cfg(feature = "std")]
+    #[error(transparent)]
+    Storage(#[from] durable::DurableError),
     /// The peer closed the port (EOF or hang-up).
     #[error("link closed")]
     Closed,

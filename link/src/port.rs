@@ -215,16 +215,21 @@ impl<IO: Read + Write, const N: usize> PacketPort<IO, N> {
     }
 }
 
-/// A `std::io` stream as an `embedded-io` transport. EIO (what a pty returns once its other
-/// side hung up) is reported as `BrokenPipe`, so it reads as [`PortError::Closed`].
+/// A `std::io` stream as an `embedded-io` transport. `embedded-io` has no `WouldBlock`: a
+/// read timeout that the OS reports as `WouldBlock` (sockets) becomes `TimedOut` ("nothing
+/// yet"); EIO (what a pty returns once its other side hung up) and `UnexpectedEof` become
+/// `BrokenPipe`, so they read as [`PortError::Closed`]. The original error stays inside.
 #[cfg(feature = "std")]
 #[derive(Debug)]
 pub struct FromStd<T>(pub T);
 
 #[cfg(feature = "std")]
 fn hangup_as_broken_pipe(e: std::io::Error) -> std::io::Error {
-    if e.raw_os_error() == Some(5) {
-        std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)
+    use std::io::ErrorKind as K;
+    if e.kind() == K::WouldBlock {
+        std::io::Error::new(K::TimedOut, e)
+    } else if e.raw_os_error() == Some(5) || e.kind() == K::UnexpectedEof {
+        std::io::Error::new(K::BrokenPipe, e)
     } else {
         e
     }

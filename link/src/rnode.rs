@@ -346,6 +346,77 @@ impl RadioReport {
     }
 }
 
+/// Detects and configures an RNode on `io` (a serial port with a read timeout), then checks
+/// every setting the radio reports back, as the reference host does. The detect request is
+/// repeated every 500 ms (ESP32 boards reboot when the port opens) until `timeout`; the
+/// configuration must be confirmed within `timeout` after that.
+#[cfg(feature = "std")]
+pub fn configure<IO: std::io::Read + std::io::Write>(
+    io: &mut IO,
+    cfg: &RadioConfig,
+    timeout: std::time::Duration,
+) -> Result<RadioReport, super::LinkError> {
+    use super::port::{FromStd, Incoming, PacketPort};
+    use std::time::{Duration, Instant};
+    cfg.validate()?;
+    let mut port: PacketPort<FromStd<&mut IO>, 64> =
+        PacketPort::new(FromStd(io), super::packet::Framing::Rnode);
+    let mut report = RadioReport::default();
+    let mut buf = [0u8; 96];
+    let ms = |t: Duration| t.as_millis() as u64;
+    let start = Instant::now();
+    let mut last_detect: Option<Instant> = None;
+    while !report.detected {
+        if start.elapsed() >= timeout {
+            return Err(RnodeError::NotDetected {
+                waited_ms: ms(timeout),
+            }
+            .into());
+        }
+        if last_detect.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
+            let n = RadioConfig::write_detect(&mut buf)?;
+            port.write_bytes(&buf[..n])?;
+            last_detect = Some(Instant::now());
+        }
+        while let Some(inc) = port.poll()? {
+            if let Incoming::Command(f) = inc {
+                report.on_frame(&f);
+            }
+        }
+    }
+    // Firmware, platform and MCU answers follow the detect response.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_millis(100) {
+        while let Some(inc) = port.poll()? {
+            if let Incoming::Command(f) = inc {
+                report.on_frame(&f);
+            }
+        }
+    }
+    report.check_firmware()?;
+    let n = cfg.write_config(&mut buf)?;
+    port.write_bytes(&buf[..n])?;
+    let start = Instant::now();
+    loop {
+        while let Some(inc) = port.poll()? {
+            if let Incoming::Command(f) = inc {
+                report.on_frame(&f);
+            }
+        }
+        if report.check(cfg)? {
+            return Ok(report);
+        }
+        if start.elapsed() >= timeout {
+            let setting = report.first_missing(cfg)?.unwrap_or(Setting::RadioState);
+            return Err(RnodeError::NoAnswer {
+                setting,
+                waited_ms: ms(timeout),
+            }
+            .into());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
