@@ -328,9 +328,17 @@ pub fn listen(
         match decode(&frame) {
             Ok(text) => {
                 ok += 1;
-                tracing::info!(msg_id = msg.msg_id, frame = frame.len(), "delivered");
                 let dir = out.dir.clone();
                 out.write(envelope.as_ref().zip(dir.as_deref()), &text)?;
+                match &envelope {
+                    Some(e) => tracing::info!(
+                        stream = e.stream,
+                        seq = e.seq,
+                        frame = frame.len(),
+                        "delivered"
+                    ),
+                    None => tracing::info!(msg_id = msg.msg_id, frame = frame.len(), "delivered"),
+                }
             }
             Err(e) => {
                 failed += 1;

@@ -1,7 +1,6 @@
 //! `tenbit-edge`: the board-side decoder. Small on purpose: it links the engine, the codec and
 //! the link layer, and nothing of the host's strong-model, training or HTTP code.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,6 +64,18 @@ enum Cmd {
     Listen {
         #[command(flatten)]
         link: LinkArgs,
+        #[command(flatten)]
+        state: tenbit_cli::delivery::StateArgs,
+        /// Receive over Reticulum instead of --port: announce a `tenbit.edge` destination (its
+        /// identity kept in the Reticulum config dir) and decode every frame sent to it.
+        #[arg(long)]
+        reticulum: bool,
+        #[command(flatten)]
+        rns: tenbit_cli::delivery::RnsArgs,
+        /// Write each frame as received, undecoded (<n>.tb files; no model is loaded): for
+        /// relays, archives and link tests.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         prompt: PromptArgs,
         /// Write each message to DIR/msg-<n>.txt instead of stdout.
@@ -176,82 +187,6 @@ fn adapter_receive(link: LinkArgs, out: PathBuf, model: ModelArgs) -> Result<()>
     Ok(())
 }
 
-fn listen(
-    link: LinkArgs,
-    prompt: Option<Vec<u8>>,
-    out_dir: Option<PathBuf>,
-    count: Option<u64>,
-    max_size: usize,
-    model: ModelArgs,
-) -> Result<()> {
-    let m = model.load(None)?;
-    let codec = LmCodec::new(&m, model.session_options())?;
-    let cfg = link.config()?;
-    let port = link.open()?;
-    if let Some(d) = &out_dir {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    tracing::info!(port = %link.port, profile = %link.link, "listening");
-    let mut rx = Receiver::new(port, &cfg)?;
-    let (mut ok, mut failed) = (0u64, 0u64);
-    loop {
-        if count.is_some_and(|c| ok + failed >= c) {
-            break;
-        }
-        let ev = match rx.next_event() {
-            Ok(ev) => ev,
-            Err(e) => {
-                // The port closed or died: report what was received, fail with the link code.
-                tracing::info!(ok, failed, "link ended");
-                return Err(e).context(format!("link on {} failed", link.port));
-            }
-        };
-        let msg = match ev {
-            Event::Message(m) => m,
-            Event::Lost { msg_id } => {
-                failed += 1;
-                tracing::warn!(msg_id, "message lost on the link");
-                continue;
-            }
-        };
-        match cli::decode_frame_bytes(&codec, &msg.payload, prompt.as_deref(), max_size) {
-            Ok(decoded) => {
-                ok += 1;
-                tracing::info!(
-                    msg_id = msg.msg_id,
-                    frame = msg.payload.len(),
-                    text = decoded.text.len(),
-                    "decoded"
-                );
-                match &out_dir {
-                    Some(d) => {
-                        write_output(Some(&d.join(format!("msg-{ok:05}.txt"))), &decoded.text)?
-                    }
-                    None => {
-                        let mut out = std::io::stdout().lock();
-                        out.write_all(&decoded.text)?;
-                        out.write_all(b"\n\n")?;
-                        out.flush()?;
-                    }
-                }
-            }
-            Err(e) => {
-                failed += 1;
-                tracing::error!(msg_id = msg.msg_id, "frame refused: {e:#}");
-            }
-        }
-    }
-    let stats = rx.stats();
-    tracing::info!(
-        ok,
-        failed,
-        auth_failures = stats.auth_failures,
-        replays = stats.replays,
-        "done"
-    );
-    Ok(())
-}
-
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Decode {
@@ -274,12 +209,30 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Listen {
             link,
+            state,
+            reticulum,
+            rns,
+            raw,
             prompt,
             out_dir,
             count,
             max_size,
             model,
-        } => listen(link, prompt.load()?, out_dir, count, max_size, model)?,
+        } => {
+            use tenbit_cli::delivery::{listen, Output};
+            if raw {
+                let out = Output { dir: out_dir, written: 0, ext: "tb" };
+                listen(&link, &state, &rns, reticulum, out, count, |f| Ok(f.to_vec()))?
+            } else {
+                let prompt = prompt.load()?;
+                let m = model.load(None)?;
+                let codec = LmCodec::new(&m, model.session_options())?;
+                let out = Output { dir: out_dir, written: 0, ext: "txt" };
+                listen(&link, &state, &rns, reticulum, out, count, |f| {
+                    Ok(cli::decode_frame_bytes(&codec, f, prompt.as_deref(), max_size)?.text)
+                })?
+            }
+        }
         Cmd::Adapter {
             cmd: AdapterCmd::Receive { link, out, model },
         } => adapter_receive(link, out, model)?,

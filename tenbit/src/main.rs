@@ -189,6 +189,14 @@ tenbit send --frame --link lora-sf10-eu868 --broadcast --port /dev/ttyUSB0 answe
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
+        spool: tenbit_cli::delivery::SpoolArgs,
+        /// Send to this Reticulum destination (32 hex digits, what `tenbit-edge listen
+        /// --reticulum` prints) through the reference rns stack, instead of --port.
+        #[arg(long, value_name = "DEST_HASH")]
+        reticulum: Option<String>,
+        #[command(flatten)]
+        rns: tenbit_cli::delivery::RnsArgs,
+        #[command(flatten)]
         link: LinkArgs,
         /// Largest input accepted, in bytes.
         #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
@@ -519,59 +527,51 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             send_prompt,
             dry_run,
+            spool,
+            reticulum,
+            rns,
             link,
             max_size,
             model,
         } => {
-            let data = read_input(input.as_deref(), max_size as u64)?;
-            let frame_bytes = if frame {
-                data
+            // A daemon without input only works through what is already spooled.
+            let frame_bytes = if spool.daemon && input.is_none() {
+                None
             } else {
-                let prompt = prompt.load()?;
-                anyhow::ensure!(
-                    !send_prompt || prompt.is_some(),
-                    "--send-prompt needs --prompt or --prompt-file"
-                );
-                let m = model.load(FETCH)?;
-                let codec = LmCodec::new(&m, model.session_options())?;
-                let use_prompt = match (&prompt, send_prompt) {
-                    (None, _) => PromptUse::None,
-                    (Some(p), false) => PromptUse::Known(p),
-                    (Some(p), true) => PromptUse::Sent(p),
-                };
-                codec.encode_message(use_prompt, &data, Mode::Lossless, &mut |_, _| {})?
+                let data = read_input(input.as_deref(), max_size as u64)?;
+                Some(if frame {
+                    data
+                } else {
+                    let prompt = prompt.load()?;
+                    anyhow::ensure!(
+                        !send_prompt || prompt.is_some(),
+                        "--send-prompt needs --prompt or --prompt-file"
+                    );
+                    let m = model.load(FETCH)?;
+                    let codec = LmCodec::new(&m, model.session_options())?;
+                    let use_prompt = match (&prompt, send_prompt) {
+                        (None, _) => PromptUse::None,
+                        (Some(p), false) => PromptUse::Known(p),
+                        (Some(p), true) => PromptUse::Sent(p),
+                    };
+                    codec.encode_message(use_prompt, &data, Mode::Lossless, &mut |_, _| {})?
+                })
             };
-            let cfg = link.config()?;
-            let (est, packets) = tenbit_link::io::estimate_airtime(&cfg, frame_bytes.len())?;
-            eprintln!(
-                "frame {} bytes -> {packets} packet(s) on {}, estimated airtime {}",
-                frame_bytes.len(),
-                link.link,
-                fmt_airtime(est)
-            );
+            if let (Some(f), None) = (&frame_bytes, &reticulum) {
+                let cfg = link.config()?;
+                let (est, packets) = tenbit_link::io::estimate_airtime(&cfg, f.len())?;
+                eprintln!(
+                    "frame {} bytes -> {packets} packet(s) on {}, estimated airtime {}",
+                    f.len(),
+                    link.link,
+                    fmt_airtime(est)
+                );
+            }
             if dry_run {
                 return Ok(());
             }
-            let mut port = link.open()?;
-            let pb = spinner(quiet, None, "sending");
-            let report = tenbit_link::io::send_message(&mut port, &cfg, &frame_bytes, |p| {
-                pb.set_message(format!(
-                    "sending: {}/{} fragments, airtime {}",
-                    p.done_shards,
-                    p.total_shards,
-                    fmt_airtime(p.airtime_us)
-                ));
-            })
-            .with_context(|| format!("sending over {} failed", link.port))?;
-            pb.finish_and_clear();
-            eprintln!(
-                "sent: {} packets ({} retransmitted), {} bytes on air, airtime {}, {:.1} s",
-                report.packets_sent,
-                report.retransmissions,
-                report.wire_bytes,
-                fmt_airtime(report.airtime_us),
-                report.elapsed_ms as f64 / 1000.0
-            );
+            let _ = quiet;
+            tenbit_cli::delivery::send(&link, &spool, &rns, reticulum.as_deref(), frame_bytes)?;
         }
         Cmd::Demo { model } => demo(&model, quiet)?,
         Cmd::Serve { model, addr } => {
