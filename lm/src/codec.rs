@@ -19,10 +19,10 @@
 
 use tenbit_wire::coder::{decode_symbol, encode_symbol, CoderError, RangeDecoder, RangeEncoder};
 use tenbit_wire::frame::{
-    decode_frame, encode_frame, peek_header, Flags, FrameError, FrameHeader, Mode, ModelIdentity,
-    FRAME_VERSION,
+    encode_frame, peek_header, verify_frame, Flags, Frame, FrameError, FrameHeader, Mode,
+    ModelIdentity, FRAME_VERSION,
 };
-use tenbit_wire::freq::{logits_to_cdf_with, Calibration, FreqError};
+use tenbit_wire::freq::{Calibration, Cdf, CdfTable, FreqError};
 use tenbit_wire::TokenId;
 
 use crate::chat::{ChatError, ChatTemplate};
@@ -66,6 +66,8 @@ pub enum CodecError {
     WrongMode(Mode),
     #[error("decoded text exceeds {max} tokens without an end marker: the payload is corrupt")]
     Runaway { max: usize },
+    #[error("the text needs {needed} positions of context but the window holds {capacity}")]
+    ContextOverflow { needed: usize, capacity: usize },
 }
 
 impl From<CoderError> for CodecError {
@@ -80,9 +82,14 @@ impl From<CoderError> for CodecError {
 /// A decoded message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The frame's mode: what `text` is (the exact text, a rewrite, or QA's final answer).
     pub mode: Mode,
+    /// The prompt, when the frame carried it.
     pub prompt: Option<Vec<u8>>,
+    /// The message text.
     pub text: Vec<u8>,
+    /// QA frames: the replayed conversation (questions and the bits that answered them).
+    pub transcript: Option<qa::Transcript>,
 }
 
 /// How a message relates to the prompt it answers.
@@ -134,7 +141,7 @@ pub fn identity_of(model_hash: &[u8; 32], adapter_hash: Option<&[u8; 32]>) -> Mo
 struct Predictor<'m> {
     sess: Session<'m>,
     history: Vec<TokenId>,
-    cdf: Vec<u32>,
+    table: CdfTable,
     cal: Calibration,
 }
 
@@ -148,21 +155,25 @@ impl<'m> Predictor<'m> {
         let mut opts = opts.clone();
         opts.max_ctx = window;
         let sess = Session::new(model, opts)?;
-        let n = model.config().n_vocab;
         Ok(Predictor {
             sess,
             history: Vec::new(),
-            cdf: vec![0; n + 1],
+            table: CdfTable::uniform(model.config().n_vocab)?,
             cal,
         })
     }
 
+    /// The CDF predicting the token after everything fed so far.
+    fn cdf(&self) -> Cdf<'_> {
+        self.table.cdf()
+    }
+
     /// Feed `toks`; `f(i, cdf)` receives the CDF predicting the token after `toks[i]`.
-    /// After return `self.cdf` predicts the token after the last one.
+    /// Afterwards [`Predictor::cdf`] predicts the token after the last one.
     fn feed_with(
         &mut self,
         toks: &[TokenId],
-        f: &mut dyn FnMut(usize, &[u32]) -> Result<(), CodecError>,
+        f: &mut dyn FnMut(usize, Cdf<'_>) -> Result<(), CodecError>,
     ) -> Result<(), CodecError> {
         let cap = self.sess.capacity();
         let mut i = 0;
@@ -174,17 +185,17 @@ impl<'m> Predictor<'m> {
                 self.sess.feed_all(&keep, &mut |_, _| {})?;
             }
             let n = (toks.len() - i).min(cap - self.sess.len());
-            let cdf = &mut self.cdf;
+            let table = &mut self.table;
             let cal = self.cal;
             self.sess.feed_all(&toks[i..i + n], &mut |j, logits| {
                 if err.is_some() {
                     return;
                 }
-                if let Err(e) = logits_to_cdf_with(cal, logits, cdf) {
+                if let Err(e) = table.set_from_logits(cal, logits) {
                     err = Some(e.into());
                     return;
                 }
-                if let Err(e) = f(i + j, cdf) {
+                if let Err(e) = f(i + j, table.cdf()) {
                     err = Some(e);
                 }
             })?;
@@ -326,18 +337,9 @@ impl<'m> LmCodec<'m> {
     ) -> Result<(), CodecError> {
         let eot = self.eot;
         let esc = self.tok.escape();
-        let model_toks: Vec<TokenId> = toks
-            .iter()
-            .map(|&t| {
-                if self.tok.virtual_byte(t).is_some() {
-                    esc
-                } else {
-                    t
-                }
-            })
-            .collect();
+        let model_toks = self.model_tokens(toks);
         let code =
-            |enc: &mut RangeEncoder<Vec<u8>>, cdf: &[u32], i: usize| -> Result<(), CodecError> {
+            |enc: &mut RangeEncoder<Vec<u8>>, cdf: Cdf<'_>, i: usize| -> Result<(), CodecError> {
                 let t = toks.get(i).copied().unwrap_or(eot);
                 match self.tok.virtual_byte(t) {
                     Some(b) => {
@@ -350,7 +352,7 @@ impl<'m> LmCodec<'m> {
                 }
                 Ok(())
             };
-        code(enc, &p.cdf, 0)?;
+        code(enc, p.cdf(), 0)?;
         *done += 1;
         // Feeding toks[..] yields, at position i, the CDF for toks[i+1] (or the terminator).
         p.feed_with(&model_toks, &mut |i, cdf| {
@@ -418,7 +420,7 @@ impl<'m> LmCodec<'m> {
     ) -> Result<Vec<TokenId>, CodecError> {
         let mut out = Vec::new();
         loop {
-            let sym = decode_symbol(dec, &p.cdf)?;
+            let sym = decode_symbol(dec, p.cdf())?;
             if dec.overrun() > MAX_OVERRUN {
                 return Err(CodecError::Corrupt(
                     "payload ended before the end-of-turn marker",
@@ -488,22 +490,16 @@ impl<'m> LmCodec<'m> {
                 self.identity.clone(),
             ),
         };
-        let header = FrameHeader {
-            version,
-            mode,
-            flags,
-            model_tag: key.tag(),
-        };
-        let mut out = Vec::with_capacity(payload.len() + 8);
-        encode_frame(&header, &key, &payload, &mut out)?;
-        Ok(out)
+        frame(version, mode, flags, &key, &payload)
     }
 
-    /// Check and decode a frame. Refuses frames of other models, newer versions, corrupt ones,
-    /// and frames coded against a prompt the caller did not supply (or supplied differently).
+    /// Decode any frame: the one entry point both binaries use. Lossless and rewrite frames go
+    /// through the range decoder, QA frames replay the small model's question-asking with the
+    /// frame's answer bits. Refuses frames of other models, newer versions, corrupt ones, and
+    /// frames coded against a prompt the caller did not supply (or supplied differently).
     /// `max_tokens` bounds the work a corrupt frame can cause (text tokens are >= 1 byte, so the
     /// largest accepted message size in bytes is a safe bound).
-    pub fn decode_message(
+    pub fn decode(
         &self,
         frame: &[u8],
         known_prompt: Option<&[u8]>,
@@ -511,6 +507,46 @@ impl<'m> LmCodec<'m> {
         progress: Progress<'_>,
     ) -> Result<Message, CodecError> {
         let header = peek_header(frame)?;
+        match header.mode {
+            Mode::Lossless | Mode::Rewrite => {
+                self.decode_text(frame, header, known_prompt, max_tokens, progress)
+            }
+            Mode::Qa => {
+                let prompt = known_prompt.ok_or(CodecError::PromptRequired)?;
+                let t = self.replay_qa(frame, header, prompt)?;
+                Ok(Message {
+                    mode: Mode::Qa,
+                    prompt: None,
+                    text: t.final_answer.clone().into_bytes(),
+                    transcript: Some(t),
+                })
+            }
+        }
+    }
+
+    /// Check a frame's model tag and keyed checksum against `key`; a frame coded against a
+    /// known prompt that fails the checksum is most likely answered with the wrong prompt.
+    fn verify<'f>(
+        frame: &'f [u8],
+        header: FrameHeader,
+        key: &ModelIdentity,
+    ) -> Result<Frame<'f>, CodecError> {
+        match verify_frame(frame, header, key) {
+            Err(FrameError::Corrupt) if header.flags.contains(Flags::PROMPT_KNOWN) => {
+                Err(CodecError::CorruptOrWrongPrompt)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn decode_text(
+        &self,
+        frame: &[u8],
+        header: FrameHeader,
+        known_prompt: Option<&[u8]>,
+        max_tokens: usize,
+        progress: Progress<'_>,
+    ) -> Result<Message, CodecError> {
         let flags = header.flags;
         let (key, how) = if flags.contains(Flags::PROMPT_KNOWN) {
             let p = known_prompt.ok_or(CodecError::PromptRequired)?;
@@ -520,18 +556,7 @@ impl<'m> LmCodec<'m> {
         } else {
             (self.identity.clone(), DecodePrompt::None)
         };
-        let f = match decode_frame(frame, &key) {
-            Err(FrameError::Corrupt)
-                if known_prompt.is_some() && flags.contains(Flags::PROMPT_KNOWN) =>
-            {
-                return Err(CodecError::CorruptOrWrongPrompt)
-            }
-            other => other?,
-        };
-        match f.header.mode {
-            Mode::Lossless | Mode::Rewrite => {}
-            other => return Err(CodecError::WrongMode(other)),
-        }
+        let f = Self::verify(frame, header, &key)?;
         // peek_header refused versions this decoder does not know, so this always succeeds.
         let cal = Calibration::for_frame_version(f.header.version)
             .ok_or(CodecError::Corrupt("frame version has no calibration"))?;
@@ -540,7 +565,23 @@ impl<'m> LmCodec<'m> {
             mode: f.header.mode,
             prompt,
             text,
+            transcript: None,
         })
+    }
+
+    /// Tokens as the model is fed them: a virtual byte token (a byte the vocabulary lacks) is
+    /// fed as the escape token that codes it.
+    fn model_tokens(&self, toks: &[TokenId]) -> Vec<TokenId> {
+        let esc = self.tok.escape();
+        toks.iter()
+            .map(|&t| {
+                if self.tok.virtual_byte(t).is_some() {
+                    esc
+                } else {
+                    t
+                }
+            })
+            .collect()
     }
 
     /// Logits hash at every fed position of (context, prompt, text): the cross-machine probe.
@@ -554,19 +595,17 @@ impl<'m> LmCodec<'m> {
             Some(p) => self.known_prompt_context(p),
             None => self.chat.bare_assistant_prefix(&self.tok, None),
         };
-        let esc = self.tok.escape();
-        toks.extend(self.tok.encode(text).into_iter().map(|t| {
-            if self.tok.virtual_byte(t).is_some() {
-                esc
-            } else {
-                t
-            }
-        }));
+        toks.extend(self.model_tokens(&self.tok.encode(text)));
         toks.push(self.eot);
         let mut opts = self.opts.clone();
         opts.max_ctx = WINDOW;
         let mut sess = Session::new(self.model, opts)?;
-        anyhow_free_check(toks.len() <= sess.capacity())?;
+        if toks.len() > sess.capacity() {
+            return Err(CodecError::ContextOverflow {
+                needed: toks.len(),
+                capacity: sess.capacity(),
+            });
+        }
         let mut out = Vec::with_capacity(toks.len());
         if batched {
             sess.feed_all(&toks, &mut |i, l| out.push((toks[i], logits_hash(l))))?;
@@ -578,20 +617,7 @@ impl<'m> LmCodec<'m> {
         }
         Ok(out)
     }
-}
 
-fn anyhow_free_check(ok: bool) -> Result<(), CodecError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(CodecError::TooLarge {
-            len: 0,
-            max: WINDOW as u64,
-        })
-    }
-}
-
-impl LmCodec<'_> {
     /// QA mode, encoder side: run the small model's side of question-asking with `k` questions,
     /// each answered by `oracle` (the strong model), and frame only the answer bits. The prompt
     /// is never sent: the receiver asked it, and the frame's checksum is keyed with it.
@@ -620,15 +646,8 @@ impl LmCodec<'_> {
         let bits: Vec<bool> = t.questions.iter().map(|(_, b)| *b).collect();
         let payload = qa::pack_bits(protocol, &bits);
         let key = self.identity_for_prompt(prompt);
-        let header = FrameHeader {
-            version: FRAME_VERSION,
-            mode: Mode::Qa,
-            flags: Flags::default().with(Flags::PROMPT_KNOWN),
-            model_tag: key.tag(),
-        };
-        let mut out = Vec::with_capacity(payload.len() + 8);
-        encode_frame(&header, &key, &payload, &mut out)?;
-        Ok((out, t))
+        let flags = Flags::default().with(Flags::PROMPT_KNOWN);
+        Ok((frame(FRAME_VERSION, Mode::Qa, flags, &key, &payload)?, t))
     }
 
     /// QA mode, edge side: replay the small model's conversation with the frame's bits and
@@ -638,11 +657,17 @@ impl LmCodec<'_> {
         if header.mode != Mode::Qa {
             return Err(CodecError::WrongMode(header.mode));
         }
+        self.replay_qa(frame, header, prompt)
+    }
+
+    fn replay_qa(
+        &self,
+        frame: &[u8],
+        header: FrameHeader,
+        prompt: &[u8],
+    ) -> Result<qa::Transcript, CodecError> {
         let key = self.identity_for_prompt(prompt);
-        let f = match decode_frame(frame, &key) {
-            Err(FrameError::Corrupt) => return Err(CodecError::CorruptOrWrongPrompt),
-            other => other?,
-        };
+        let f = Self::verify(frame, header, &key)?;
         let (protocol, bits) = qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
             "QA payload length disagrees with its bit count",
         ))?;
@@ -660,7 +685,26 @@ impl LmCodec<'_> {
     }
 }
 
-/// The mode of a frame without decoding it (for routing and `tenbit inspect`).
+/// Assemble a frame: header (its tag from `key`), payload, checksum keyed with `key`.
+fn frame(
+    version: u8,
+    mode: Mode,
+    flags: Flags,
+    key: &ModelIdentity,
+    payload: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    let header = FrameHeader {
+        version,
+        mode,
+        flags,
+        model_tag: key.tag(),
+    };
+    let mut out = Vec::with_capacity(payload.len() + tenbit_wire::frame::FRAME_OVERHEAD);
+    encode_frame(&header, key, payload, &mut out)?;
+    Ok(out)
+}
+
+/// The mode of a frame without decoding it (for `tenbit inspect` and logs).
 pub fn frame_mode(frame: &[u8]) -> Result<Mode, CodecError> {
     Ok(peek_header(frame)?.mode)
 }

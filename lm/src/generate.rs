@@ -6,7 +6,8 @@
 
 use tenbit_wire::TokenId;
 
-use tenbit_wire::freq::{logits_to_cdf_with, symbol_for, Calibration, TOTAL};
+use tenbit_wire::freq::{logits_to_cdf_with, Calibration, TOTAL};
+use tenbit_wire::rng::SplitMix64;
 
 use tenbit_engine::{EngineError, Session};
 
@@ -26,26 +27,19 @@ pub fn argmax(logits: &[f32]) -> TokenId {
 /// Reproducible sampling at temperature 0.5 (see [`Conversation::sample_seeded`]): integer
 /// CDF, SplitMix64 draws, so every platform picks the same tokens from the same logits.
 pub struct Sampler {
-    state: u64,
+    rng: SplitMix64,
     cdf: Vec<u32>,
     sharp: Vec<f32>,
 }
 
 impl Sampler {
+    /// A sampler whose draws are SplitMix64's stream from `seed` (part of the QA protocol).
     pub fn new(seed: u64) -> Sampler {
         Sampler {
-            state: seed,
+            rng: SplitMix64::new(seed),
             cdf: Vec::new(),
             sharp: Vec::new(),
         }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 
     /// One token from softmax(2 * logits).
@@ -60,9 +54,12 @@ impl Sampler {
         for (i, c) in self.cdf.iter_mut().enumerate() {
             *c -= i as u32;
         }
+        // The table is no CDF any more (dropped counts leave zero-width symbols, which a draw
+        // can never land on): find the symbol by the same rule as `Cdf::symbol_for`.
         let spare = u64::from(TOTAL) - logits.len() as u64;
-        let target = ((self.next_u64() >> 32) % spare) as u32;
-        Ok(TokenId(symbol_for(&self.cdf, target) as u32))
+        let target = ((self.rng.next_u64() >> 32) % spare) as u32;
+        let p = self.cdf.partition_point(|&c| c <= target);
+        Ok(TokenId(p.saturating_sub(1).min(logits.len() - 1) as u32))
     }
 }
 

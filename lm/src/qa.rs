@@ -68,13 +68,24 @@ pub enum QaError {
     Engine(#[from] EngineError),
     #[error("{k} questions requested; at most {max} are allowed")]
     TooManyBits { k: usize, max: usize },
-    #[error("the strong model could not answer question {index} ({question:?}): {reason}")]
+    /// The oracle failed: on the encoder the strong model (down, timed out, no yes/no); its
+    /// own error is the source, so callers can tell an outage from a corrupt frame.
+    #[error("the strong model could not answer question {} ({question:?})", index + 1)]
     Oracle {
         index: usize,
         question: String,
-        reason: String,
+        #[source]
+        source: OracleError,
     },
+    /// The edge ran out of answer bits (a frame whose bit count disagrees with its payload).
+    #[error("the frame carries {bits} answer bits but the replay asked question {}", index + 1)]
+    MissingBit { index: usize, bits: usize },
 }
+
+/// Why an [`Oracle`] could not answer: the strong model's own error, boxed so that this crate
+/// need not know the HTTP client or the local strong model (and keeps their types for the
+/// exit-code mapping, which downcasts the source chain).
+pub type OracleError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that happened in one QA run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,18 +103,24 @@ pub trait Oracle {
         prompt: &str,
         draft: &str,
         question: &str,
-    ) -> Result<bool, String>;
+    ) -> Result<bool, OracleError>;
 }
 
 /// Replays recorded bits (the edge side).
 pub struct Bits<'a>(pub &'a [bool]);
 
+/// [`Bits`] ran out: the frame carries fewer bits than the replay asked questions. That is the
+/// frame's fault, not an oracle failure, so [`run`] reports it as [`QaError::MissingBit`].
+#[derive(Debug, thiserror::Error)]
+#[error("no answer bit left")]
+pub struct BitsExhausted;
+
 impl Oracle for Bits<'_> {
-    fn answer(&mut self, index: usize, _: &str, _: &str, _: &str) -> Result<bool, String> {
+    fn answer(&mut self, index: usize, _: &str, _: &str, _: &str) -> Result<bool, OracleError> {
         self.0
             .get(index)
             .copied()
-            .ok_or_else(|| "frame carries fewer bits than questions".into())
+            .ok_or_else(|| BitsExhausted.into())
     }
 }
 
@@ -181,13 +198,19 @@ pub fn run(
             }
             tries += 1;
         };
-        let bit = oracle
-            .answer(i, prompt, &initial, &q)
-            .map_err(|reason| QaError::Oracle {
-                index: i,
-                question: q.clone(),
-                reason,
-            })?;
+        let bit = match oracle.answer(i, prompt, &initial, &q) {
+            Ok(b) => b,
+            Err(e) if e.is::<BitsExhausted>() => {
+                return Err(QaError::MissingBit { index: i, bits: i })
+            }
+            Err(source) => {
+                return Err(QaError::Oracle {
+                    index: i,
+                    question: q,
+                    source,
+                })
+            }
+        };
         if protocol == Protocol::V1 {
             msgs.push(("assistant".into(), q.clone()));
             msgs.push(("user".into(), if bit { "Yes." } else { "No." }.into()));

@@ -17,7 +17,7 @@ impl Oracle for Scripted {
         _prompt: &str,
         _draft: &str,
         question: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, tenbit_lm::qa::OracleError> {
         self.0.push(question.to_string());
         Ok(index % 2 == 0)
     }

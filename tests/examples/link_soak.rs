@@ -45,7 +45,11 @@ fn bins() -> (PathBuf, PathBuf) {
 const LINK: [&str; 3] = ["--link", "serial-115200", "--no-pace"];
 
 fn log(p: &Path) -> std::fs::File {
-    std::fs::File::options().create(true).append(true).open(p).unwrap()
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(p)
+        .unwrap()
 }
 
 fn main() {
@@ -55,7 +59,10 @@ fn main() {
     let limit = Duration::from_secs(arg("--limit", 3600));
     let kill = !std::env::args().any(|a| a == "--no-kill");
     let (tenbit, edge) = bins();
-    assert!(tenbit.exists() && edge.exists(), "build first: cargo build --release --bins");
+    assert!(
+        tenbit.exists() && edge.exists(),
+        "build first: cargo build --release --bins"
+    );
     let d = std::env::temp_dir().join(format!("tenbit-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     let (spool, state, out) = (d.join("spool"), d.join("state"), d.join("out"));
@@ -114,12 +121,20 @@ fn main() {
     };
     let count = || {
         std::fs::read_dir(&out)
-            .map(|r| r.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "tb")).count())
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "tb"))
+                    .count()
+            })
             .unwrap_or(0)
     };
     let pending = || {
         std::fs::read_dir(&spool)
-            .map(|r| r.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "out")).count())
+            .map(|r| {
+                r.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "out"))
+                    .count()
+            })
             .unwrap_or(0)
     };
     let t0 = Instant::now();

@@ -53,7 +53,11 @@ fn queue(spool: &Path, msg: &[u8], dir: &Path, i: usize) {
         .arg(&f)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A child killed by pid (SIGKILL) and reaped on drop.
@@ -74,7 +78,13 @@ fn sender(port: &str, spool: &Path, log: &Path) -> Proc {
             .arg(spool)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap(),
     )
@@ -91,7 +101,13 @@ fn listener(port: &str, state: &Path, out: &Path, log: &Path) -> Proc {
             .arg(out)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap(),
     )
@@ -117,7 +133,10 @@ fn spooled(spool: &Path) -> usize {
 fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t = Instant::now();
     while !cond() {
-        assert!(t.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -165,7 +184,11 @@ fn kill_9_either_side_with_10_percent_loss_delivers_each_message_exactly_once() 
     got.sort();
     let mut want = msgs.clone();
     want.sort();
-    assert!(got == want, "delivered messages differ from those sent\n{}", log());
+    assert!(
+        got == want,
+        "delivered messages differ from those sent\n{}",
+        log()
+    );
     // Nothing half-written left behind.
     assert!(std::fs::read_dir(&out)
         .unwrap()
@@ -182,7 +205,10 @@ fn kill_9_either_side_with_10_percent_loss_delivers_each_message_exactly_once() 
         back.packets.load(Relaxed),
         back.dropped.load(Relaxed)
     );
-    assert!(fwd.dropped.load(Relaxed) > 0 && back.dropped.load(Relaxed) > 0, "no loss injected");
+    assert!(
+        fwd.dropped.load(Relaxed) > 0 && back.dropped.load(Relaxed) > 0,
+        "no loss injected"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -211,11 +237,19 @@ fn a_damaged_spool_entry_is_set_aside_and_never_sent() {
         .unwrap();
     let err = String::from_utf8_lossy(&send.stderr);
     assert!(send.status.success(), "{err}");
-    assert!(err.contains("is damaged (CRC-32 mismatch): set aside, not sent"), "{err}");
+    assert!(
+        err.contains("is damaged (CRC-32 mismatch): set aside, not sent"),
+        "{err}"
+    );
     assert!(spool.join(format!("{:016x}.out.corrupt", 1)).exists());
-    wait_for("two messages", Duration::from_secs(20), || delivered(&out).len() >= 2);
+    wait_for("two messages", Duration::from_secs(20), || {
+        delivered(&out).len() >= 2
+    });
     std::thread::sleep(Duration::from_millis(300));
-    let got: Vec<Vec<u8>> = delivered(&out).iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let got: Vec<Vec<u8>> = delivered(&out)
+        .iter()
+        .map(|f| std::fs::read(f).unwrap())
+        .collect();
     assert_eq!(got, vec![msgs[0].clone(), msgs[2].clone()]);
     let _ = std::fs::remove_dir_all(&d);
 }
@@ -237,7 +271,10 @@ fn a_full_or_unwritable_spool_is_a_clear_local_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot write spool entry") && err.contains("disk is full"), "{err}");
+    assert!(
+        err.contains("cannot write spool entry") && err.contains("disk is full"),
+        "{err}"
+    );
     // Unwritable: a directory the kernel refuses to create (sysfs), even as root.
     let out = Command::new(bin("tenbit"))
         .args(["send", "--frame", "--queue", "--spool", "/sys/tenbit-spool"])
@@ -246,6 +283,9 @@ fn a_full_or_unwritable_spool_is_a_clear_local_error() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("cannot create spool /sys/tenbit-spool"), "{err}");
+    assert!(
+        err.contains("cannot create spool /sys/tenbit-spool"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }

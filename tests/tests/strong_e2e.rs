@@ -146,19 +146,17 @@ because the air pressure is lower, which is why cooking takes longer in the moun
 
 #[test]
 fn strong_server_down_and_too_many_bits_are_clear_errors() {
+    // Exit status 7 is "the strong model failed", whichever mode asked it. Before the errors
+    // kept their type, a server that went down during `--mode qa` surfaced as 4 ("corrupt").
+    let down = "http://127.0.0.1:9";
     let out = run(
         &bin("tenbit"),
-        &[
-            "encode",
-            "--mode",
-            "rewrite",
-            "--strong",
-            "http://127.0.0.1:9",
-        ],
+        &["encode", "--mode", "rewrite", "--strong", down],
         b"Some text to rewrite.",
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(stderr(&out).contains("is down"), "{}", stderr(&out));
+    // QA: the small model answers and asks its first question, then the judge is unreachable.
     let out = run(
         &bin("tenbit"),
         &[
@@ -166,15 +164,26 @@ fn strong_server_down_and_too_many_bits_are_clear_errors() {
             "--mode",
             "qa",
             "--bits",
-            "99",
+            "1",
             "--strong",
-            "http://127.0.0.1:9",
+            down,
             "--prompt",
-            "x",
+            "What is 2 + 2?",
         ],
         b"",
     );
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("could not answer question 1"), "{err}");
+    assert!(err.contains("is down"), "{err}");
+    let out = run(
+        &bin("tenbit"),
+        &[
+            "encode", "--mode", "qa", "--bits", "99", "--strong", down, "--prompt", "x",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(stderr(&out).contains("maximum"), "{}", stderr(&out));
 }
 

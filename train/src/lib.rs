@@ -22,6 +22,7 @@ use tenbit_engine::quant::{dequant_q4_1_row, dequant_q8_0_row};
 use tenbit_engine::{Model, TokenId};
 use tenbit_lm::chat::ChatTemplate;
 use tenbit_lm::tokenizer::Tokenizer;
+use tenbit_wire::rng::XorShift64Star;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -162,22 +163,20 @@ pub struct Sequence {
     pub first_scored: usize,
 }
 
-/// Deterministic xorshift64*: training is reproducible from the seed.
+/// Deterministic xorshift64* (the project's one copy, in `tenbit_wire::rng`): training is
+/// reproducible from the seed.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(XorShift64Star);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(XorShift64Star::new(seed))
     }
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
+        self.0.below(n as u64) as usize
     }
     /// Uniform in [-1, 1).
     pub fn unit(&mut self) -> f32 {

@@ -13,7 +13,7 @@
 //! trailing zero bytes, flushes, and drops trailing zeros; the decoder reads zeros past the end.
 //! That costs about one byte over the information content instead of LZMA's five.
 
-use crate::freq::symbol_for;
+use crate::freq::Cdf;
 
 const TOP: u64 = 1 << 56;
 
@@ -258,35 +258,24 @@ impl<'a> RangeDecoder<'a> {
     }
 }
 
-/// Code symbol `sym` with the CDF `cdf` (`cdf[n]` is the total).
+/// Code symbol `sym` with `cdf`; a symbol beyond the alphabet is [`CoderError::BadFrequency`].
 pub fn encode_symbol<S: ByteSink>(
     enc: &mut RangeEncoder<S>,
-    cdf: &[u32],
+    cdf: Cdf<'_>,
     sym: usize,
 ) -> Result<(), CoderError> {
-    let total = *cdf.last().ok_or(CoderError::BadFrequency)?;
-    if sym + 1 >= cdf.len() {
-        return Err(CoderError::BadFrequency);
-    }
-    let freq = cdf[sym + 1]
-        .checked_sub(cdf[sym])
-        .ok_or(CoderError::BadFrequency)?;
-    enc.encode(cdf[sym], freq, total)
+    let (low, freq) = cdf.interval(sym).ok_or(CoderError::BadFrequency)?;
+    enc.encode(low, freq, cdf.total())
 }
 
-/// Decode one symbol with the CDF `cdf`. A CDF that is not non-decreasing gives
-/// [`CoderError::BadFrequency`] (never a panic or a wrapped frequency).
-pub fn decode_symbol(dec: &mut RangeDecoder<'_>, cdf: &[u32]) -> Result<usize, CoderError> {
-    if cdf.len() < 2 {
-        return Err(CoderError::BadFrequency);
-    }
-    let total = cdf[cdf.len() - 1];
+/// Decode one symbol with `cdf`. [`Cdf`]'s invariants make every interval valid, so only the
+/// code stream itself can be wrong ([`CoderError::Corrupt`]).
+pub fn decode_symbol(dec: &mut RangeDecoder<'_>, cdf: Cdf<'_>) -> Result<usize, CoderError> {
+    let total = cdf.total();
     let t = dec.target(total)?;
-    let s = symbol_for(cdf, t);
-    let freq = cdf[s + 1]
-        .checked_sub(cdf[s])
-        .ok_or(CoderError::BadFrequency)?;
-    dec.consume(cdf[s], freq, total)?;
+    let s = cdf.symbol_for(t);
+    let (low, freq) = cdf.interval(s).ok_or(CoderError::Corrupt)?;
+    dec.consume(low, freq, total)?;
     Ok(s)
 }
 
@@ -321,19 +310,19 @@ mod tests {
             let logits: Vec<f32> = (0..n)
                 .map(|_| (rng(&mut s) % 2000) as f32 / 100.0 * (trial % 4) as f32)
                 .collect();
-            let mut cdf = vec![0u32; n + 1];
-            logits_to_cdf(&logits, &mut cdf).unwrap();
+            let mut buf = vec![0u32; n + 1];
+            let cdf = logits_to_cdf(&logits, &mut buf).unwrap();
             let syms: Vec<usize> = (0..500)
                 .map(|_| {
                     let t = (rng(&mut s) % TOTAL as u64) as u32;
-                    symbol_for(&cdf, t)
+                    cdf.symbol_for(t)
                 })
                 .collect();
             let mut enc = RangeEncoder::new(Vec::new());
             let mut ideal = 0f64;
             for &x in &syms {
-                encode_symbol(&mut enc, &cdf, x).unwrap();
-                ideal -= ((cdf[x + 1] - cdf[x]) as f64 / TOTAL as f64).log2();
+                encode_symbol(&mut enc, cdf, x).unwrap();
+                ideal -= (cdf.interval(x).unwrap().1 as f64 / TOTAL as f64).log2();
             }
             let out = enc.finish().unwrap();
             assert!(
@@ -343,26 +332,27 @@ mod tests {
             );
             let mut dec = RangeDecoder::new(&out);
             for &x in &syms {
-                assert_eq!(decode_symbol(&mut dec, &cdf).unwrap(), x);
+                assert_eq!(decode_symbol(&mut dec, cdf).unwrap(), x);
             }
         }
     }
 
     #[test]
     fn extreme_skew_costs_almost_nothing() {
-        let cdf = cdf_from(&[TOTAL - 3, 1, 1, 1]);
+        let table = cdf_from(&[TOTAL - 3, 1, 1, 1]);
+        let cdf = Cdf::new(&table).unwrap();
         let mut enc = RangeEncoder::new(Vec::new());
         for _ in 0..10_000 {
-            encode_symbol(&mut enc, &cdf, 0).unwrap();
+            encode_symbol(&mut enc, cdf, 0).unwrap();
         }
-        encode_symbol(&mut enc, &cdf, 2).unwrap();
+        encode_symbol(&mut enc, cdf, 2).unwrap();
         let out = enc.finish().unwrap();
         assert!(out.len() <= 5, "{} bytes", out.len());
         let mut dec = RangeDecoder::new(&out);
         for _ in 0..10_000 {
-            assert_eq!(decode_symbol(&mut dec, &cdf).unwrap(), 0);
+            assert_eq!(decode_symbol(&mut dec, cdf).unwrap(), 0);
         }
-        assert_eq!(decode_symbol(&mut dec, &cdf).unwrap(), 2);
+        assert_eq!(decode_symbol(&mut dec, cdf).unwrap(), 2);
     }
 
     #[test]
@@ -386,11 +376,12 @@ mod tests {
 
     #[test]
     fn heapless_sink_reports_full() {
-        let cdf = cdf_from(&[1, 1, 1, 1]);
+        let table = cdf_from(&[1, 1, 1, 1]);
+        let cdf = Cdf::new(&table).unwrap();
         let mut enc = RangeEncoder::new(heapless::Vec::<u8, 4>::new());
         let mut res = Ok(());
         for i in 0..200 {
-            res = encode_symbol(&mut enc, &cdf, i % 4);
+            res = encode_symbol(&mut enc, cdf, i % 4);
             if res.is_err() {
                 break;
             }
@@ -399,35 +390,47 @@ mod tests {
     }
 
     #[test]
-    fn decreasing_cdf_is_refused_not_wrapped() {
-        // Found by the link_fuzz range-decoder harness: `cdf[s + 1] - cdf[s]` underflowed. With
-        // overflow checks (debug and test builds) that was a panic; without them the wrapped
-        // frequency was only caught later by `check`.
-        let cdfs: [&[u32]; 4] = [
+    fn tables_that_are_no_cdf_are_refused_once_and_symbols_beyond_the_alphabet_fail() {
+        // Found by the link_fuzz range-decoder harness: `cdf[s + 1] - cdf[s]` underflowed when
+        // the decoder re-checked a decreasing table per symbol. Such tables are now refused
+        // when a `Cdf` is made, and the coder never sees one.
+        let bad: [&[u32]; 7] = [
             &[0, 10, 300, 100],
             &[0, 300, 100],
             &[0, 5, 3, 200, 100],
             &[0, 90, 80, 70, 60, 50, 100],
+            &[1, 2, 3],
+            &[0, 5, 5, 9],
+            &[0],
         ];
-        let mut hit = false;
-        for cdf in cdfs {
-            for t in 0..=255u8 {
-                let b = [t, 0x55, 0xAA, 0x33];
-                let mut dec = RangeDecoder::new(&b);
+        for t in bad {
+            assert_eq!(Cdf::new(t), Err(crate::freq::FreqError::NotACdf), "{t:?}");
+        }
+        assert_eq!(
+            Cdf::new(&[0, 1, 1 << 25]),
+            Err(crate::freq::FreqError::NotACdf)
+        );
+        let table = [0u32, 100, 150, 200];
+        let cdf = Cdf::new(&table).unwrap();
+        let mut enc = RangeEncoder::new(Vec::new());
+        assert_eq!(
+            encode_symbol(&mut enc, cdf, 3),
+            Err(CoderError::BadFrequency)
+        );
+        // Any byte string decodes to symbols inside the alphabet or reports corruption.
+        for t in 0..=255u8 {
+            let b = [t, 0x55, 0xAA, 0x33];
+            let mut dec = RangeDecoder::new(&b);
+            for _ in 0..8 {
                 match decode_symbol(&mut dec, cdf) {
-                    Err(CoderError::BadFrequency) => hit = true,
-                    Err(_) => {}
-                    Ok(s) => assert!(s + 1 < cdf.len()),
+                    Ok(s) => assert!(s < cdf.symbols()),
+                    Err(e) => {
+                        assert_eq!(e, CoderError::Corrupt);
+                        break;
+                    }
                 }
             }
         }
-        assert!(hit, "no target landed on a decreasing step");
-        let bad = [0u32, 100, 50, 200];
-        let mut enc = RangeEncoder::new(Vec::new());
-        assert_eq!(
-            encode_symbol(&mut enc, &bad, 1),
-            Err(CoderError::BadFrequency)
-        );
     }
 
     #[test]
@@ -444,22 +447,24 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64), n in 2usize..40) {
-            let cdf = cdf_from(&vec![3u32; n]);
+            let table = cdf_from(&vec![3u32; n]);
+            let cdf = Cdf::new(&table).unwrap();
             let mut dec = RangeDecoder::new(&bytes);
             for _ in 0..200 {
-                if decode_symbol(&mut dec, &cdf).is_err() { break; }
+                if decode_symbol(&mut dec, cdf).is_err() { break; }
             }
         }
 
         #[test]
         fn any_symbol_stream_round_trips(freqs in proptest::collection::vec(1u32..5000, 2..50), picks in proptest::collection::vec(proptest::num::usize::ANY, 0..300)) {
-            let cdf = cdf_from(&freqs);
+            let table = cdf_from(&freqs);
+            let cdf = Cdf::new(&table).unwrap();
             let syms: Vec<usize> = picks.iter().map(|p| p % freqs.len()).collect();
             let mut enc = RangeEncoder::new(Vec::new());
-            for &x in &syms { encode_symbol(&mut enc, &cdf, x).unwrap(); }
+            for &x in &syms { encode_symbol(&mut enc, cdf, x).unwrap(); }
             let out = enc.finish().unwrap();
             let mut dec = RangeDecoder::new(&out);
-            for &x in &syms { proptest::prop_assert_eq!(decode_symbol(&mut dec, &cdf).unwrap(), x); }
+            for &x in &syms { proptest::prop_assert_eq!(decode_symbol(&mut dec, cdf).unwrap(), x); }
         }
     }
 }

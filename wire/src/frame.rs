@@ -234,7 +234,19 @@ pub fn peek_header(bytes: &[u8]) -> Result<FrameHeader, FrameError> {
 
 /// Verify and split a frame. Checks, in order: length, version, mode, model tag, checksum.
 pub fn decode_frame<'a>(bytes: &'a [u8], id: &ModelIdentity) -> Result<Frame<'a>, FrameError> {
-    let header = peek_header(bytes)?;
+    verify_frame(bytes, peek_header(bytes)?, id)
+}
+
+/// [`decode_frame`] for a caller that has already read the header with [`peek_header`] (to
+/// choose the identity to check against): model tag and checksum, without parsing it again.
+pub fn verify_frame<'a>(
+    bytes: &'a [u8],
+    header: FrameHeader,
+    id: &ModelIdentity,
+) -> Result<Frame<'a>, FrameError> {
+    if bytes.len() < FRAME_OVERHEAD {
+        return Err(FrameError::Truncated { len: bytes.len() });
+    }
     if header.model_tag != id.tag() {
         return Err(FrameError::ModelMismatch {
             frame_tag: header.model_tag,

@@ -100,6 +100,96 @@ const EXP2_NEG: [u32; 257] = [
     1073741824,
 ];
 
+/// A cumulative frequency table that is valid by construction: `t[0] = 0`, strictly
+/// increasing (every symbol keeps a nonzero frequency), total `t[n]` between 1 and 2^24.
+///
+/// The range coder trusts these invariants instead of re-checking them on every symbol (a
+/// fuzzer once found an underflow in such a per-symbol check). A `Cdf` comes either from
+/// [`logits_to_cdf_with`], whose output has them by construction, or from [`Cdf::new`], which
+/// checks a table from elsewhere once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cdf<'a>(&'a [u32]);
+
+impl<'a> Cdf<'a> {
+    /// Check `table` once; refuses tables the coder cannot use.
+    pub fn new(table: &'a [u32]) -> Result<Cdf<'a>, FreqError> {
+        let ok = table.len() >= 2
+            && table[0] == 0
+            && table.windows(2).all(|w| w[1] > w[0])
+            && table[table.len() - 1] <= TOTAL;
+        if ok {
+            Ok(Cdf(table))
+        } else {
+            Err(FreqError::NotACdf)
+        }
+    }
+
+    /// Number of symbols.
+    pub fn symbols(&self) -> usize {
+        self.0.len() - 1
+    }
+
+    /// The frequency total (`TOTAL` for tables built from logits).
+    pub fn total(&self) -> u32 {
+        self.0[self.0.len() - 1]
+    }
+
+    /// `(cumulative low, frequency)` of `sym`, or `None` beyond the alphabet.
+    pub fn interval(&self, sym: usize) -> Option<(u32, u32)> {
+        let hi = *self.0.get(sym + 1)?;
+        let lo = self.0[sym];
+        Some((lo, hi - lo))
+    }
+
+    /// The symbol `s` with `t[s] <= target < t[s + 1]` (the last symbol for targets beyond the
+    /// total, which a decoder never asks for).
+    pub fn symbol_for(&self, target: u32) -> usize {
+        // partition_point gives the first index whose cdf exceeds target; the symbol precedes it.
+        let p = self.0.partition_point(|&c| c <= target);
+        p.saturating_sub(1).min(self.symbols() - 1)
+    }
+
+    /// The table itself.
+    pub fn as_slice(&self) -> &'a [u32] {
+        self.0
+    }
+}
+
+/// An owned CDF buffer that only [`logits_to_cdf_with`] fills, so [`CdfTable::cdf`] needs no
+/// check: the codec and the sampler reuse one allocation per coding run.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Clone)]
+pub struct CdfTable(alloc::vec::Vec<u32>);
+
+#[cfg(feature = "alloc")]
+impl CdfTable {
+    /// A uniform table over `n` symbols (before the first prediction).
+    pub fn uniform(n: usize) -> Result<CdfTable, FreqError> {
+        if n == 0 || n > (TOTAL / 4) as usize {
+            return Err(FreqError::BadAlphabet);
+        }
+        let step = TOTAL / n as u32;
+        let mut t: alloc::vec::Vec<u32> = (0..=n as u32).map(|i| i * step).collect();
+        t[n] = TOTAL;
+        Ok(CdfTable(t))
+    }
+
+    /// Replace the table with the CDF of `logits` (any alphabet size).
+    pub fn set_from_logits(&mut self, cal: Calibration, logits: &[f32]) -> Result<(), FreqError> {
+        // Refuse before touching the table, so a failed call leaves the previous CDF valid.
+        if logits.is_empty() || logits.len() > (TOTAL / 4) as usize {
+            return Err(FreqError::BadAlphabet);
+        }
+        self.0.resize(logits.len() + 1, 0);
+        logits_to_cdf_with(cal, logits, &mut self.0).map(|_| ())
+    }
+
+    /// The current table.
+    pub fn cdf(&self) -> Cdf<'_> {
+        Cdf(&self.0)
+    }
+}
+
 /// Why a CDF could not be built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -108,6 +198,8 @@ pub enum FreqError {
     LengthMismatch,
     /// The alphabet must have between 1 and TOTAL/4 symbols.
     BadAlphabet,
+    /// A table given to [`Cdf::new`] is not a usable CDF.
+    NotACdf,
 }
 
 impl core::fmt::Display for FreqError {
@@ -117,6 +209,9 @@ impl core::fmt::Display for FreqError {
                 f.write_str("cdf length must be the number of logits plus one")
             }
             FreqError::BadAlphabet => f.write_str("alphabet size must be between 1 and 2^22"),
+            FreqError::NotACdf => f.write_str(
+                "not a cumulative frequency table (must start at 0, rise strictly, total <= 2^24)",
+            ),
         }
     }
 }
@@ -176,16 +271,16 @@ fn exp2_neg_q31(e: u64) -> u64 {
 }
 
 /// Build the CDF for `logits` into `cdf` (length n + 1) with the current calibration.
-pub fn logits_to_cdf(logits: &[f32], cdf: &mut [u32]) -> Result<(), FreqError> {
+pub fn logits_to_cdf<'c>(logits: &[f32], cdf: &'c mut [u32]) -> Result<Cdf<'c>, FreqError> {
     logits_to_cdf_with(Calibration::CURRENT, logits, cdf)
 }
 
 /// Build the CDF for `logits` into `cdf` (length n + 1). See the module docs for the mapping.
-pub fn logits_to_cdf_with(
+pub fn logits_to_cdf_with<'c>(
     cal: Calibration,
     logits: &[f32],
-    cdf: &mut [u32],
-) -> Result<(), FreqError> {
+    cdf: &'c mut [u32],
+) -> Result<Cdf<'c>, FreqError> {
     let log2e_q32 = cal.log2e_over_t_q32();
     let n = logits.len();
     if cdf.len() != n + 1 {
@@ -234,14 +329,8 @@ pub fn logits_to_cdf_with(
         }
     }
     debug_assert_eq!(cdf[n], TOTAL);
-    Ok(())
-}
-
-/// The symbol `s` with `cdf[s] <= target < cdf[s + 1]`.
-pub fn symbol_for(cdf: &[u32], target: u32) -> usize {
-    // partition_point gives the first index whose cdf exceeds target; the symbol precedes it.
-    let p = cdf.partition_point(|&c| c <= target);
-    p.saturating_sub(1).min(cdf.len().saturating_sub(2))
+    // Every frequency is 1 + q >= 1 and the total is TOTAL: the invariants of `Cdf` hold.
+    Ok(Cdf(cdf))
 }
 
 #[cfg(test)]
@@ -380,20 +469,39 @@ mod tests {
         let mut c = vec![0u32; 5];
         logits_to_cdf(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0], &mut c).unwrap();
         check_invariants(&c);
-        assert_eq!(symbol_for(&c, 0), 0);
-        assert_eq!(symbol_for(&c, TOTAL - 1), 3);
-        assert_eq!(symbol_for(&c, c[1]), 1);
+        let cdf = Cdf::new(&c).unwrap();
+        assert_eq!(cdf.symbol_for(0), 0);
+        assert_eq!(cdf.symbol_for(TOTAL - 1), 3);
+        assert_eq!(cdf.symbol_for(c[1]), 1);
+    }
+
+    #[test]
+    fn tables_stay_valid() {
+        let mut t = CdfTable::uniform(7).unwrap();
+        check_invariants(t.cdf().as_slice());
+        assert_eq!(t.cdf().symbols(), 7);
+        t.set_from_logits(Calibration::CURRENT, &[1.0, 2.0, 3.0])
+            .unwrap();
+        check_invariants(t.cdf().as_slice());
+        assert_eq!(t.cdf().symbols(), 3);
+        assert_eq!(
+            t.set_from_logits(Calibration::CURRENT, &[]),
+            Err(FreqError::BadAlphabet)
+        );
+        check_invariants(t.cdf().as_slice());
+        assert!(CdfTable::uniform(0).is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn invariants_hold_for_any_logits(v in proptest::collection::vec(proptest::num::f32::ANY, 1..600)) {
-            let mut cdf = vec![0u32; v.len() + 1];
-            logits_to_cdf(&v, &mut cdf).unwrap();
-            check_invariants(&cdf);
-            for (s, w) in cdf.windows(2).enumerate() {
-                proptest::prop_assert_eq!(symbol_for(&cdf, w[0]), s);
-                proptest::prop_assert_eq!(symbol_for(&cdf, w[1] - 1), s);
+            let mut buf = vec![0u32; v.len() + 1];
+            let cdf = logits_to_cdf(&v, &mut buf).unwrap();
+            check_invariants(cdf.as_slice());
+            proptest::prop_assert_eq!(Cdf::new(cdf.as_slice()), Ok(cdf));
+            for (s, w) in cdf.as_slice().windows(2).enumerate() {
+                proptest::prop_assert_eq!(cdf.symbol_for(w[0]), s);
+                proptest::prop_assert_eq!(cdf.symbol_for(w[1] - 1), s);
             }
         }
     }

@@ -11,6 +11,7 @@
 //!   with integer arithmetic only; the calibration constant of each frame version.
 //! * [`frame`]: the frame header, modes, flags, the model identity and the keyed CRC.
 //! * [`checksum`]: the one CRC-32 of the project (frames here, link messages in `tenbit-link`).
+//! * [`rng`]: the seeded generators whose streams both ends replay (QA re-asks, pick mode).
 //! * [`token`]: the token-id newtype shared by tokenizer, engine and coder.
 //!
 //! # Why a crate of its own
@@ -28,6 +29,7 @@ pub mod checksum;
 pub mod coder;
 pub mod frame;
 pub mod freq;
+pub mod rng;
 pub mod token;
 
 pub use token::TokenId;

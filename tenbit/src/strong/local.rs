@@ -13,6 +13,7 @@ use tenbit_engine::{KvCache, Model, Session, SessionOptions, TokenId};
 use tenbit_lm::chat::ChatTemplate;
 use tenbit_lm::generate::argmax;
 use tenbit_lm::tokenizer::Tokenizer;
+use tenbit_wire::rng::SplitMix64;
 
 use super::{ChatModel, ChatRequest, ChatResponse, FinishReason, StrongError};
 
@@ -36,23 +37,6 @@ impl std::fmt::Debug for LocalModel {
             .field("name", &self.name)
             .field("opts", &self.opts)
             .finish()
-    }
-}
-
-/// SplitMix64: tiny, seedable, and identical on every platform.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 bits.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -210,7 +194,7 @@ impl ChatModel for LocalModel {
             .map_or(usize::MAX, |n| n as usize)
             .min(cap - prompt.len());
         let eot = self.tmpl.end_of_turn(&self.tok);
-        let mut rng = SplitMix64(req.seed.unwrap_or(0));
+        let mut rng = SplitMix64::new(req.seed.unwrap_or(0));
         let mut out: Vec<TokenId> = Vec::new();
         let mut logits = sess
             .feed(&prompt[reused..])
@@ -271,7 +255,7 @@ mod tests {
     #[test]
     fn splitmix_is_the_reference_stream() {
         // Published SplitMix64 outputs for seed 0 (Vigna's reference implementation).
-        let mut r = SplitMix64(0);
+        let mut r = SplitMix64::new(0);
         assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
         assert_eq!(r.next_u64(), 0x6E78_9E6A_A1B9_65F4);
     }
@@ -280,7 +264,7 @@ mod tests {
     fn sampling_is_seeded_and_follows_the_distribution() {
         let logits = [0.0f32, (3.0f32).ln(), f32::NAN, f32::NEG_INFINITY];
         let draw = |seed| {
-            let mut r = SplitMix64(seed);
+            let mut r = SplitMix64::new(seed);
             (0..4000)
                 .map(|_| sample(&logits, 1.0, &mut r).0)
                 .collect::<Vec<_>>()
@@ -295,7 +279,7 @@ mod tests {
         let ones = a.iter().filter(|&&t| t == 1).count() as f64 / a.len() as f64;
         assert!((ones - 0.75).abs() < 0.03, "p(1) = {ones}, want 0.75");
         // Low temperature concentrates on the maximum.
-        let mut r = SplitMix64(1);
+        let mut r = SplitMix64::new(1);
         assert!((0..200).all(|_| sample(&logits, 0.01, &mut r) == TokenId(1)));
     }
 

@@ -202,6 +202,59 @@ pub enum StrongError {
     TooManyQuestions { k: usize, max: usize },
     #[error("cannot start the strong model server on {addr}: {detail}")]
     Bind { addr: String, detail: String },
+    #[error(transparent)]
+    Catalogue(#[from] tenbit_catalogue::CatalogueError),
+}
+
+impl StrongError {
+    /// Whether the strong model itself failed (down, slow, nonsense: exit status 7), as
+    /// opposed to a request the caller should not have made (bad input or configuration).
+    pub fn is_outage(&self) -> bool {
+        !matches!(
+            self,
+            StrongError::TooManyQuestions { .. }
+                | StrongError::Config(_)
+                | StrongError::BadRequest(_)
+                | StrongError::ContextTooLong { .. }
+                | StrongError::Catalogue(_)
+                | StrongError::Bind { .. }
+        )
+    }
+}
+
+/// Open the strong model a user names: an `http(s)://` URL is an OpenAI-compatible server
+/// (`server_model` names the model there; the rest of the client configuration comes from
+/// `TENBIT_STRONG_*`), anything else a local GGUF path or catalogue name run by tenbit's
+/// engine. Returns the model and a label for reports.
+pub fn open(
+    target: &str,
+    server_model: Option<&str>,
+) -> Result<(Box<dyn ChatModel>, String), StrongError> {
+    if target.starts_with("http://") || target.starts_with("https://") {
+        let mut cfg =
+            OpenAiConfig::from_env().unwrap_or_else(|_| OpenAiConfig::new(target, "default"));
+        cfg.base_url = target.to_string();
+        if cfg.api_key.is_none() {
+            cfg.api_key = std::env::var(openai::ENV_API_KEY)
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| Secret::new(k.trim()));
+        }
+        if let Some(m) = server_model {
+            cfg.model = m.to_string();
+        }
+        let label = match server_model {
+            Some(m) => format!("{m} at {target}"),
+            None => target.to_string(),
+        };
+        return Ok((Box::new(OpenAiClient::new(cfg)?), label));
+    }
+    let path = tenbit_catalogue::resolve(target)?;
+    let label = path
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    Ok((Box::new(LocalModel::load(&path)?), label))
 }
 
 /// Refuse a QA run asking more questions than `max` allows: each question costs a strong-model

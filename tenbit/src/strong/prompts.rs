@@ -286,13 +286,12 @@ impl Oracle for StrongOracle<'_> {
         prompt: &str,
         draft: &str,
         question: &str,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, tenbit_lm::qa::OracleError> {
         if index >= self.max_questions {
-            return Err(StrongError::TooManyQuestions {
+            return Err(Box::new(StrongError::TooManyQuestions {
                 k: index + 1,
                 max: self.max_questions,
-            }
-            .to_string());
+            }));
         }
         let bit = answer_yes_no(
             self.model,
@@ -301,8 +300,7 @@ impl Oracle for StrongOracle<'_> {
             Some(draft),
             question,
             self.attempts,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         tracing::info!(
             question = index + 1,
             answer = if bit { "yes" } else { "no" },
@@ -456,7 +454,14 @@ mod tests {
         assert!(o.answer(0, "p", "d", "q0").unwrap());
         assert!(!o.answer(1, "p", "d", "q1").unwrap());
         let e = o.answer(2, "p", "d", "q2").unwrap_err();
-        assert!(e.contains("maximum is 2"), "{e}");
+        // The oracle's error keeps its type across the QA layer, for the exit code.
+        assert!(
+            matches!(
+                e.downcast_ref::<StrongError>(),
+                Some(StrongError::TooManyQuestions { k: 3, max: 2 })
+            ),
+            "{e}"
+        );
         assert_eq!(m.calls(), 2, "no model call past the limit");
         assert_eq!(o.answered.len(), 2);
     }

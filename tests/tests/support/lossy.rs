@@ -60,7 +60,15 @@ pub fn lossy_cable(loss_percent: u32, seed: u64, limit: Duration) -> LossyCable 
         stop.clone(),
         deadline,
     );
-    relay(mb, ma, loss_percent, seed ^ 0x5EED, back.clone(), stop.clone(), deadline);
+    relay(
+        mb,
+        ma,
+        loss_percent,
+        seed ^ 0x5EED,
+        back.clone(),
+        stop.clone(),
+        deadline,
+    );
     LossyCable {
         a,
         b,

@@ -7,8 +7,61 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use tenbit_cli::ModelArgs;
 use tenbit_lm::codec::{LmCodec, PromptUse};
 use tenbit_wire::frame::Mode;
+
+use super::{spinner, FETCH};
+
+/// Compression ratio and speed on a corpus, against zstd/xz/brotli/bzip2 in the same run.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  tenbit bench --data tests/data --no-decode --out bench.md")]
+pub struct Args {
+    /// Corpus directory with llm/*.response.txt (+ .prompt.txt) and general/*.
+    #[arg(long, default_value = "tests/data")]
+    data: PathBuf,
+    /// Skip decoding (faster; no round-trip check, no decode speed).
+    #[arg(long)]
+    no_decode: bool,
+    /// Only the first N samples.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also write the markdown table here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// `tenbit bench`: the table on stdout (and in `--out`).
+pub fn command(a: Args, quiet: bool) -> Result<()> {
+    let mut samples = load_corpus(&a.data)?;
+    if let Some(n) = a.limit {
+        samples.truncate(n);
+    }
+    let m = a.model.load(FETCH)?;
+    let opts = a.model.session_options();
+    let codec = LmCodec::new(&m, opts.clone())?;
+    let pb = spinner(quiet, Some(samples.len() as u64), "bench");
+    let rows = run(&codec, &samples, !a.no_decode, &pb)?;
+    pb.finish_and_clear();
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        opts.threads
+    };
+    let kernel = opts
+        .kernel
+        .unwrap_or_else(tenbit_engine::KernelLevel::detect);
+    let table = table(&rows, threads, kernel.name());
+    print!("{table}");
+    if let Some(p) = a.out {
+        fs::write(&p, &table).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(())
+}
 
 /// One corpus entry: a text, and the prompt it answers if it is an LLM response.
 pub struct Sample {
@@ -153,7 +206,7 @@ pub fn run(
         let mut dec_s = 0.0;
         if decode {
             let t1 = Instant::now();
-            let msg = codec.decode_message(
+            let msg = codec.decode(
                 &frame,
                 s.prompt.as_deref(),
                 s.text.len().max(1),

@@ -1,0 +1,34 @@
+//! `tenbit inspect`: a frame's header, without the model.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use tenbit_cli::{self as cli, io::read_input};
+use tenbit_wire::frame::{peek_header, Flags};
+
+/// Show a frame's header without decoding it.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Frame ('-' or absent: stdin).
+    input: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let frame = read_input(a.input.as_deref(), cli::DEFAULT_MAX_SIZE as u64)?;
+    let h = peek_header(&frame)?;
+    println!("version   {}", h.version);
+    println!("mode      {:?}", h.mode);
+    println!(
+        "prompt    {}",
+        if h.flags.contains(Flags::HAS_PROMPT) {
+            "carried in the frame"
+        } else if h.flags.contains(Flags::PROMPT_KNOWN) {
+            "known to both ends (receiver must supply it)"
+        } else {
+            "none"
+        }
+    );
+    println!("model tag 0x{:02x}", h.model_tag);
+    println!("size      {} bytes", frame.len());
+    Ok(())
+}
