@@ -186,9 +186,14 @@ fn replayed_bytes_are_not_delivered_twice() {
 fn missing_port_gives_a_clear_error() {
     let err = open_serial("/dev/ttyTENBIT-does-not-exist", 115_200).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        format!("{}: {}", err, std::error::Error::source(&err).unwrap()),
         "cannot open serial port /dev/ttyTENBIT-does-not-exist: No such file or directory"
     );
+    // The std::io::ErrorKind survives the link error (it used to be flattened into a String).
+    match err {
+        LinkError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -26,7 +26,8 @@ tenbit send --spool /var/spool/tenbit --queue answer.txt                # add to
 tenbit send --spool /var/spool/tenbit --daemon --port /dev/ttyUSB0       # deliver it, survive crashes"
 )]
 pub struct Args {
-    /// Text to send ('-' or absent: stdin), or a frame with --frame.
+    /// Text to send ('-' or absent: stdin; with --spool, absent means only resend the spool),
+    /// or a frame with --frame.
     input: Option<PathBuf>,
     /// The input is already a tenbit frame: send it as is.
     #[arg(long)]
@@ -57,8 +58,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args, quiet: bool) -> Result<()> {
-    // A daemon without input only works through what is already spooled.
-    let frame = if a.spool.daemon && a.input.is_none() {
+    // With --spool and no INPUT, only what is already spooled is sent ('-' reads stdin).
+    let frame = if a.spool.spool.is_some() && a.input.is_none() {
         None
     } else {
         let data = read_input(a.input.as_deref(), a.max_size as u64)?;
