@@ -13,7 +13,7 @@
 //! Uses only ARQ (the two-way default); unsealed.
 
 use tenbit_link::message::Plan;
-use tenbit_link::packet::{ack_raw_len, Framing, AckPacket, Packet};
+use tenbit_link::packet::{ack_raw_len, AckPacket, Framing, Packet};
 use tenbit_link::profile::{LinkProfile, LoraParams, Region};
 
 fn ack_raw(k: u8) -> usize {
