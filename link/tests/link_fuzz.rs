@@ -1,7 +1,8 @@
-//! Fuzz harnesses for every link-facing parser: the packet parser, the COBS stream decoder,
+//! Fuzz harnesses for every link-facing parser: the packet parser, the COBS and KISS stream
+//! decoders, the RNode report parser (`fuzz_kiss_stream_decoder`, `fuzz_rnode_reports`),
 //! the message body check, the reassembler, the AEAD opener, the frame parser
 //! (`wire/src/frame.rs`), the range decoder on random payloads, and the whole receive path
-//! (`io::Receiver`: COBS, packets, reassembly, opener, events) on mutated wire streams, and the
+//! (`io::Receiver`: COBS or KISS, packets, reassembly, opener, events) on mutated wire streams, and the
 //! ARQ sender's handling of whatever ACKs come back.
 //!
 //! Two kinds of tests live here:
