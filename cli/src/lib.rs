@@ -25,6 +25,7 @@ use tenbit_wire::frame::FrameError;
 
 use crate::io::IoError;
 
+pub mod delivery;
 pub mod io;
 pub mod link;
 
@@ -190,8 +191,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(IoError::TooLarge { .. }) = cause.downcast_ref::<IoError>() {
             return exit::BAD_INPUT;
         }
-        if cause.downcast_ref::<tenbit_link::LinkError>().is_some() {
-            return exit::LINK;
+        if let Some(e) = cause.downcast_ref::<tenbit_link::LinkError>() {
+            // A full or read-only spool disk is a local failure, not the link's.
+            return match e {
+                tenbit_link::LinkError::Storage(_) => exit::FAILURE,
+                _ => exit::LINK,
+            };
         }
     }
     exit::FAILURE

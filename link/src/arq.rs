@@ -10,6 +10,20 @@
 
 use super::packet::{full_mask, AckPacket};
 
+/// Errors of the ARQ layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArqError {
+    /// The sender gave up: the message is lost.
+    #[error("message {msg_id} lost: no acknowledgement after {tries} tries")]
+    Lost {
+        /// Message id.
+        msg_id: u8,
+        /// Consecutive unanswered rounds.
+        tries: u8,
+    },
+}
+
 /// ARQ tuning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArqConfig {

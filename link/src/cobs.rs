@@ -2,7 +2,7 @@
 //! `0x00` delimits packets on a raw byte stream and a receiver that joins mid-stream (or loses
 //! bytes) resynchronises at the next zero. Overhead: one byte per 254 plus the delimiter.
 
-use super::LinkError;
+use super::packet::PacketError;
 
 /// Largest COBS encoding of `n` raw bytes (without the trailing delimiter).
 pub const fn max_encoded_len(n: usize) -> usize {
@@ -10,9 +10,9 @@ pub const fn max_encoded_len(n: usize) -> usize {
 }
 
 /// Encodes `src` into `dst` (no delimiter); returns the encoded length.
-pub fn encode(src: &[u8], dst: &mut [u8]) -> Result<usize, LinkError> {
+pub fn encode(src: &[u8], dst: &mut [u8]) -> Result<usize, PacketError> {
     if dst.len() < max_encoded_len(src.len()) {
-        return Err(LinkError::BufferTooSmall);
+        return Err(PacketError::BufferTooSmall);
     }
     let mut code_pos = 0usize;
     let mut out = 1usize;
@@ -41,19 +41,19 @@ pub fn encode(src: &[u8], dst: &mut [u8]) -> Result<usize, LinkError> {
 
 /// Decodes a COBS block (without delimiter) in place; returns the decoded length.
 /// Rejects zeros inside the block and codes that run past its end.
-pub fn decode_in_place(buf: &mut [u8]) -> Result<usize, LinkError> {
+pub fn decode_in_place(buf: &mut [u8]) -> Result<usize, PacketError> {
     let mut read = 0usize;
     let mut write = 0usize;
     while read < buf.len() {
         let code = buf[read] as usize;
         if code == 0 || read + code > buf.len() {
-            return Err(LinkError::BadFraming);
+            return Err(PacketError::Framing);
         }
         read += 1;
         for _ in 1..code {
             let b = buf[read];
             if b == 0 {
-                return Err(LinkError::BadFraming);
+                return Err(PacketError::Framing);
             }
             buf[write] = b;
             write += 1;
@@ -70,11 +70,12 @@ pub fn decode_in_place(buf: &mut [u8]) -> Result<usize, LinkError> {
 /// Streaming packet splitter: feed it bytes as they arrive, it yields decoded packets.
 ///
 /// Memory is bounded by `N`: a run of bytes longer than `N` without a delimiter is discarded
-/// up to the next zero and reported once as [`LinkError::Oversized`].
+/// up to the next zero and reported once as [`PacketError::Oversized`].
 #[derive(Debug)]
 pub struct CobsDecoder<const N: usize> {
     buf: [u8; N],
     len: usize,
+    last: usize,
     overflow: bool,
 }
 
@@ -90,14 +91,16 @@ impl<const N: usize> CobsDecoder<N> {
         CobsDecoder {
             buf: [0; N],
             len: 0,
+            last: 0,
             overflow: false,
         }
     }
 
-    /// Feeds one byte. Returns `None` while a packet is incomplete, `Some(Ok(packet))` when a
-    /// delimiter closes a valid block, `Some(Err(_))` for a damaged or oversized one. Empty
-    /// blocks (two zeros in a row) are skipped silently: senders may use them as preambles.
-    pub fn push(&mut self, byte: u8) -> Option<Result<&[u8], LinkError>> {
+    /// Feeds one byte. Returns `None` while a packet is incomplete, `Some(Ok(()))` when a
+    /// delimiter closes a valid block (read it with [`Self::packet`]), `Some(Err(_))` for a
+    /// damaged or oversized one. Empty blocks (two zeros in a row) are skipped silently:
+    /// senders may use them as preambles.
+    pub fn push_byte(&mut self, byte: u8) -> Option<Result<(), PacketError>> {
         if byte != 0 {
             if self.len < N {
                 self.buf[self.len] = byte;
@@ -108,14 +111,31 @@ impl<const N: usize> CobsDecoder<N> {
             return None;
         }
         let len = core::mem::replace(&mut self.len, 0);
+        self.last = 0;
         if core::mem::replace(&mut self.overflow, false) {
-            return Some(Err(LinkError::Oversized));
+            return Some(Err(PacketError::Oversized));
         }
         if len == 0 {
             return None;
         }
         match decode_in_place(&mut self.buf[..len]) {
-            Ok(n) => Some(Ok(&self.buf[..n])),
+            Ok(n) => {
+                self.last = n;
+                Some(Ok(()))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// The packet completed by the last [`Self::push_byte`] that returned `Some(Ok(()))`.
+    pub fn packet(&self) -> &[u8] {
+        &self.buf[..self.last.min(N)]
+    }
+
+    /// Feeds one byte; returns the completed packet, if any (see [`Self::push_byte`]).
+    pub fn push(&mut self, byte: u8) -> Option<Result<&[u8], PacketError>> {
+        match self.push_byte(byte)? {
+            Ok(()) => Some(Ok(self.packet())),
             Err(e) => Some(Err(e)),
         }
     }
@@ -173,7 +193,7 @@ mod tests {
         for _ in 0..20 {
             assert!(d.push(7).is_none());
         }
-        if let Some(Err(LinkError::Oversized)) = d.push(0) {
+        if let Some(Err(PacketError::Oversized)) = d.push(0) {
             errs += 1;
         }
         assert_eq!(errs, 1);

@@ -6,6 +6,10 @@
 //! forever, such as stdin, in [`ThreadedReader`]): the ARQ sender needs to notice a missing ACK.
 //! `ErrorKind::TimedOut`/`WouldBlock` reads are treated as "nothing yet"; EOF and hang-up as
 //! [`LinkError::Closed`].
+//!
+//! The byte I/O itself is the `no_std` [`PacketPort`](super::port::PacketPort) over
+//! `embedded-io`; this module adapts `std::io` streams to it with
+//! [`FromStd`](super::port::FromStd) and adds clocks, sleeping, sealing and epochs.
 
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
@@ -13,15 +17,53 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::arq::{ArqAction, ArqConfig, ArqSender};
-use super::cobs::CobsDecoder;
+use super::arq::{ArqAction, ArqConfig, ArqError, ArqSender};
 use super::message::OutgoingMessage;
-use super::packet::{Packet, FLAG_SEALED};
+use super::packet::{AckPacket, Framing, Packet, FLAG_SEALED};
+use super::port::{FromStd, Incoming, PacketPort, PortError};
 use super::profile::{LinkProfile, Pacer};
 use super::reassembly::{Reassembler, ReassemblyStats};
 #[cfg(feature = "crypto")]
 use super::seal::{Key, Opener, Sealer, MAX_OVERHEAD};
-use super::{LinkError, MAX_MESSAGE, MAX_MTU};
+use super::{LinkError, MessageError, MAX_MESSAGE};
+
+/// An operating-system I/O error, with what was being done. The `std::io::Error` (and so its
+/// [`ErrorKind`]) is kept as the source.
+#[derive(Debug, thiserror::Error)]
+#[error("{op}")]
+pub struct IoError {
+    /// What failed, e.g. `read from link` or `cannot open serial port /dev/ttyUSB0`.
+    pub op: String,
+    /// The error itself.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// `op` failed with `source`.
+    pub fn new(op: impl Into<String>, source: io::Error) -> Self {
+        IoError {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// The kind of the underlying error.
+    pub fn kind(&self) -> ErrorKind {
+        self.source.kind()
+    }
+}
+
+impl From<PortError<io::Error>> for LinkError {
+    fn from(e: PortError<io::Error>) -> Self {
+        match e {
+            PortError::Read(e) => LinkError::Io(IoError::new("read from link", e)),
+            PortError::Write(e) => LinkError::Io(IoError::new("write to link", e)),
+            PortError::Closed => LinkError::Closed,
+            PortError::Packet(p) => LinkError::Packet(p),
+        }
+    }
+}
 
 /// How messages are protected against loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +100,12 @@ pub struct LinkConfig {
     pub epoch_file: Option<PathBuf>,
     /// Receiver: fail with [`LinkError::Timeout`] after this long without a message.
     pub idle_timeout: Option<Duration>,
+    /// How packets are delimited: COBS (transparent modems, cables) or KISS (TNCs, RNode).
+    pub framing: Framing,
+    /// Receiver: hold the final acknowledgement of each message until the application calls
+    /// [`Receiver::acknowledge`] (after it stored the message durably), so that a crash in
+    /// between makes the sender retransmit instead of forgetting the message.
+    pub deferred_ack: bool,
 }
 
 impl LinkConfig {
@@ -83,11 +131,18 @@ impl LinkConfig {
             sender_id: 0,
             epoch_file: None,
             idle_timeout: None,
+            framing: Framing::Cobs,
+            deferred_ack: false,
         }
     }
 
     fn validate(&self) -> Result<(), LinkError> {
-        self.profile.validate(self.mtu)
+        Ok(self.profile.validate_framed(self.mtu, self.framing)?)
+    }
+
+    /// Largest raw packet under this MTU and framing.
+    pub fn max_raw(&self) -> usize {
+        self.framing.max_raw(self.mtu)
     }
 
     fn parity(&self) -> u8 {
@@ -128,8 +183,11 @@ pub struct SendReport {
     pub packets_sent: u32,
     /// Of which retransmissions.
     pub retransmissions: u32,
-    /// Bytes written to the link, all overhead included.
+    /// Bytes written to the port, all overhead included (KISS framing too).
     pub wire_bytes: u64,
+    /// Bytes the medium carried: with COBS the same as `wire_bytes`; with KISS the packets
+    /// alone (the TNC strips the framing), plus the RNode header on an RNode.
+    pub on_air_bytes: u64,
     /// Airtime actually used, microseconds.
     pub airtime_us: u64,
     /// Airtime if every packet gets through first time, microseconds (shown before sending).
@@ -144,15 +202,10 @@ pub struct SendReport {
 /// number of packets, under `cfg`. Useful to show before sending.
 pub fn estimate_airtime(cfg: &LinkConfig, payload_len: usize) -> Result<(u64, usize), LinkError> {
     let sealed = payload_len + seal_overhead(cfg);
-    let plan = super::Plan::new(sealed, cfg.mtu, cfg.parity())?;
-    let h = if plan.parity_shards > 0 {
-        super::packet::FEC_HEADER
-    } else {
-        super::packet::DATA_HEADER
-    };
-    let wire = super::packet::wire_len(h + plan.shard_len + super::packet::CRC_LEN);
+    let plan = super::Plan::for_raw(sealed, cfg.max_raw(), cfg.parity())?;
+    let air = cfg.framing.on_air_len(plan.packet_raw_len());
     let n = plan.total_shards();
-    Ok((cfg.profile.airtime_us(wire) * n as u64, n))
+    Ok((cfg.profile.airtime_us(air) * n as u64, n))
 }
 
 fn seal_overhead(cfg: &LinkConfig) -> usize {
@@ -164,56 +217,22 @@ fn seal_overhead(cfg: &LinkConfig) -> usize {
     0
 }
 
-fn io_err(what: &str, e: &io::Error) -> LinkError {
-    LinkError::Io(format!("{what}: {e}"))
-}
-
-fn is_closed(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
-    ) || e.raw_os_error() == Some(5) // EIO: the other side of a pty hung up
-}
-
-/// Reads what is available (or times out). `Ok(0)` means nothing arrived yet.
-fn read_some<IO: Read>(io: &mut IO, buf: &mut [u8]) -> Result<usize, LinkError> {
-    match io.read(buf) {
-        Ok(0) => Err(LinkError::Closed),
-        Ok(n) => Ok(n),
-        Err(e)
-            if matches!(
-                e.kind(),
-                ErrorKind::TimedOut | ErrorKind::WouldBlock | ErrorKind::Interrupted
-            ) =>
-        {
-            Ok(0)
-        }
-        Err(e) if is_closed(&e) => Err(LinkError::Closed),
-        Err(e) => Err(io_err("read from link", &e)),
-    }
-}
-
-fn write_packet<IO: Write>(io: &mut IO, bytes: &[u8]) -> Result<(), LinkError> {
-    io.write_all(bytes).and_then(|_| io.flush()).map_err(|e| {
-        if is_closed(&e) {
-            LinkError::Closed
-        } else {
-            io_err("write to link", &e)
-        }
-    })
-}
-
+#[cfg(feature = "crypto")]
 /// Takes the next boot epoch from `path`: max(stored + 1, seconds since 1970), written
 /// durably (temp file, fsync, rename) before it is returned, so that no (key, sender, epoch)
 /// nonce prefix is ever reused, even if the device crashes right after.
 pub fn next_epoch(path: &Path) -> Result<u32, LinkError> {
     let old = match std::fs::read_to_string(path) {
-        Ok(s) => s
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| LinkError::Io(format!("epoch file {} is damaged", path.display())))?,
+        Ok(s) => s.trim().parse::<u32>().map_err(|_| {
+            IoError::new(
+                format!("epoch file {} is damaged", path.display()),
+                io::Error::new(ErrorKind::InvalidData, "not a number"),
+            )
+        })?,
         Err(e) if e.kind() == ErrorKind::NotFound => 0,
-        Err(e) => return Err(io_err(&format!("read epoch file {}", path.display()), &e)),
+        Err(e) => {
+            return Err(IoError::new(format!("read epoch file {}", path.display()), e).into())
+        }
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,7 +240,7 @@ pub fn next_epoch(path: &Path) -> Result<u32, LinkError> {
         .unwrap_or(0);
     let next = old
         .checked_add(1)
-        .ok_or(LinkError::NonceExhausted)?
+        .ok_or(super::seal::SealError::NonceExhausted)?
         .max(now);
     let tmp = path.with_extension("tmp");
     let write = || -> io::Result<()> {
@@ -237,7 +256,7 @@ pub fn next_epoch(path: &Path) -> Result<u32, LinkError> {
         }
         Ok(())
     };
-    write().map_err(|e| io_err(&format!("write epoch file {}", path.display()), &e))?;
+    write().map_err(|e| IoError::new(format!("write epoch file {}", path.display()), e))?;
     Ok(next)
 }
 
@@ -260,9 +279,12 @@ impl Sender {
         let sealer = match &cfg.key {
             None => None,
             Some(key) => {
-                let path = cfg.epoch_file.as_deref().ok_or(LinkError::Io(
-                    "a key needs an epoch file so that nonces never repeat".into(),
-                ))?;
+                let path = cfg.epoch_file.as_deref().ok_or_else(|| {
+                    IoError::new(
+                        "a key needs an epoch file so that nonces never repeat",
+                        io::Error::new(ErrorKind::InvalidInput, "no epoch file"),
+                    )
+                })?;
                 Some(Sealer::new(key, cfg.sender_id, next_epoch(path)?))
             }
         };
@@ -286,6 +308,11 @@ impl Sender {
         self.clock.elapsed().as_micros() as u64
     }
 
+    /// The configuration in use.
+    pub fn config(&self) -> &LinkConfig {
+        &self.cfg
+    }
+
     /// Sends one message (a tenbit frame of at most [`MAX_MESSAGE`] bytes) over `io` and
     /// blocks until it is acknowledged (ARQ) or fully transmitted (broadcast).
     /// `on_progress` is called after every packet.
@@ -293,17 +320,57 @@ impl Sender {
         &mut self,
         io: &mut IO,
         frame: &[u8],
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<SendReport, LinkError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.send_with_id(io, frame, id, on_progress)
+    }
+
+    /// As [`Sender::send`] with a given link message id. A durable outbox passes the low byte
+    /// of the message's persistent sequence number, so that a message resent after a restart
+    /// keeps its link id (and a receiver that already delivered it recognises the duplicate),
+    /// while fresh messages never reuse a recently delivered id.
+    pub fn send_with_id<IO: Read + Write>(
+        &mut self,
+        io: &mut IO,
+        frame: &[u8],
+        id: u8,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<SendReport, LinkError> {
+        self.send_flagged(io, frame, id, 0, on_progress)
+    }
+
+    /// Sends a durable message: `message` is an envelope followed by the frame
+    /// (`durable::Envelope::wrap`), and `id` the envelope's link id. Its packets carry
+    /// [`FLAG_DURABLE`](super::packet::FLAG_DURABLE) so the receiver knows to de-duplicate it.
+    pub fn send_durable<IO: Read + Write>(
+        &mut self,
+        io: &mut IO,
+        message: &[u8],
+        id: u8,
+        on_progress: impl FnMut(&Progress),
+    ) -> Result<SendReport, LinkError> {
+        self.send_flagged(io, message, id, super::packet::FLAG_DURABLE, on_progress)
+    }
+
+    fn send_flagged<IO: Read + Write>(
+        &mut self,
+        io: &mut IO,
+        frame: &[u8],
+        id: u8,
+        extra_flags: u8,
         mut on_progress: impl FnMut(&Progress),
     ) -> Result<SendReport, LinkError> {
         let start = self.now_us();
         #[allow(unused_mut, unused_variables)]
         let mut sealed_buf: Vec<u8> = Vec::new();
         #[allow(unused_mut)]
-        let mut flags = 0;
+        let mut flags = extra_flags;
         #[allow(unused_mut)]
         let mut body = frame;
         if frame.len() > MAX_MESSAGE {
-            return Err(LinkError::MessageTooLarge);
+            return Err(MessageError::TooLarge.into());
         }
         #[cfg(feature = "crypto")]
         if let Some(s) = self.sealer.as_mut() {
@@ -311,13 +378,12 @@ impl Sender {
             let n = s.seal(frame, &mut sealed_buf)?;
             sealed_buf.truncate(n);
             body = &sealed_buf;
-            flags = FLAG_SEALED;
+            flags |= FLAG_SEALED;
         }
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1);
-        let msg = OutgoingMessage::new(id, body, self.cfg.mtu, self.cfg.parity(), flags)?;
-        let wire_len = msg.packet_wire_len();
-        let airtime = self.cfg.profile.airtime_us(wire_len);
+        self.next_id = self.next_id.max(id.wrapping_add(1));
+        let msg = OutgoingMessage::for_raw(id, body, self.cfg.max_raw(), self.cfg.parity(), flags)?;
+        let on_air = self.cfg.framing.on_air_len(msg.plan.packet_raw_len());
+        let airtime = self.cfg.profile.airtime_us(on_air);
         let total = msg.plan.total_shards();
         let mut report = SendReport {
             msg_id: id,
@@ -331,16 +397,16 @@ impl Sender {
             total_shards: total,
             ..Progress::default()
         };
-        let mut wire = [0u8; MAX_MTU + 8];
-        let mut transmit = |me: &mut Self,
-                            io: &mut IO,
-                            index: u8,
-                            ack_req: bool,
-                            report: &mut SendReport,
-                            progress: &mut Progress,
-                            on_progress: &mut dyn FnMut(&Progress)|
+        let mut port: PacketPort<FromStd<&mut IO>> = PacketPort::new(FromStd(io), self.cfg.framing);
+        let transmit = |me: &mut Self,
+                        port: &mut PacketPort<FromStd<&mut IO>>,
+                        index: u8,
+                        ack_req: bool,
+                        report: &mut SendReport,
+                        progress: &mut Progress,
+                        on_progress: &mut dyn FnMut(&Progress)|
          -> Result<u64, LinkError> {
-            let n = msg.packet(index, ack_req)?.write_wire(&mut wire)?;
+            let packet = msg.packet(index, ack_req)?;
             let wait = if me.cfg.pace {
                 me.pacer.wait_us(me.now_us())
             } else {
@@ -352,10 +418,11 @@ impl Sender {
                 std::thread::sleep(Duration::from_micros(wait));
             }
             let now = me.now_us();
-            write_packet(io, &wire[..n])?;
+            let n = port.send(&packet)?;
             me.pacer.record(now, airtime);
             report.packets_sent += 1;
             report.wire_bytes += n as u64;
+            report.on_air_bytes += on_air as u64;
             report.airtime_us += airtime;
             progress.packets_sent = report.packets_sent;
             progress.airtime_us = report.airtime_us;
@@ -367,7 +434,7 @@ impl Sender {
                 for i in 0..total {
                     transmit(
                         self,
-                        io,
+                        &mut port,
                         i as u8,
                         false,
                         &mut report,
@@ -380,8 +447,6 @@ impl Sender {
             }
             Mode::Arq => {
                 let mut arq = ArqSender::new(id, msg.plan.data_shards, self.cfg.arq);
-                let mut dec = CobsDecoder::<{ MAX_MTU + 8 }>::new();
-                let mut rx = [0u8; 256];
                 let k = msg.plan.data_shards as usize;
                 loop {
                     let now_ms = self.now_us() / 1000;
@@ -389,7 +454,7 @@ impl Sender {
                         ArqAction::Transmit { index, ack_req } => {
                             let end = transmit(
                                 self,
-                                io,
+                                &mut port,
                                 index,
                                 ack_req,
                                 &mut report,
@@ -399,25 +464,23 @@ impl Sender {
                             arq.transmitted(end);
                         }
                         ArqAction::WaitUntil(_) => {
-                            let n = read_some(io, &mut rx)?;
-                            for &b in &rx[..n] {
-                                if let Some(Ok(raw)) = dec.push(b) {
-                                    if let Ok(Packet::Ack(a)) = Packet::parse(raw) {
-                                        if arq.on_ack(&a) {
-                                            report.acks += 1;
-                                            progress.done_shards = a.received.count_ones() as usize;
-                                            on_progress(&progress);
-                                        }
+                            while let Some(inc) = port.poll()? {
+                                if let Incoming::Packet(Packet::Ack(a)) = inc {
+                                    if arq.on_ack(&a) {
+                                        report.acks += 1;
+                                        progress.done_shards = a.received.count_ones() as usize;
+                                        on_progress(&progress);
                                     }
                                 }
                             }
                         }
                         ArqAction::Delivered => break,
                         ArqAction::Lost => {
-                            return Err(LinkError::MessageLost {
+                            return Err(ArqError::Lost {
                                 msg_id: id,
                                 tries: arq.failures(),
-                            })
+                            }
+                            .into())
                         }
                     }
                 }
@@ -449,6 +512,11 @@ pub struct Received {
     pub payload: Vec<u8>,
     /// Whether it was sealed and authenticated.
     pub authenticated: bool,
+    /// It carries a durable envelope (sent from a spool; see `durable`).
+    pub durable: bool,
+    /// With [`LinkConfig::deferred_ack`]: the acknowledgement still to send with
+    /// [`Receiver::acknowledge`] once the message is stored.
+    pub pending_ack: Option<AckPacket>,
 }
 
 /// What the receiver observed.
@@ -470,6 +538,8 @@ pub struct ReceiverStats {
     pub packets: u64,
     /// Damaged packets (framing, CRC, header) dropped.
     pub bad_packets: u64,
+    /// KISS frames that were not port-0 data (RNode reports, other ports), ignored.
+    pub other_frames: u64,
     /// ACKs sent.
     pub acks_sent: u64,
     /// Messages dropped because they failed authentication (or were unsealed while a key is set).
@@ -484,9 +554,8 @@ pub struct ReceiverStats {
 
 /// Receives messages from `io`, acknowledging shards when asked.
 pub struct Receiver<IO> {
-    io: IO,
+    port: PacketPort<FromStd<IO>>,
     cfg: LinkConfig,
-    dec: CobsDecoder<{ MAX_MTU + 8 }>,
     reasm: Box<Reassembler>,
     #[cfg(feature = "crypto")]
     opener: Option<Opener>,
@@ -495,6 +564,8 @@ pub struct Receiver<IO> {
     last_event: Instant,
     pending: VecDeque<Event>,
     stats: ReceiverStats,
+    /// Deferred-ACK mode: (id, k) of recent messages the application acknowledged.
+    confirmed: VecDeque<(u8, u8)>,
 }
 
 impl<IO: Read + Write> Receiver<IO> {
@@ -502,10 +573,9 @@ impl<IO: Read + Write> Receiver<IO> {
     pub fn new(io: IO, cfg: &LinkConfig) -> Result<Self, LinkError> {
         cfg.validate()?;
         Ok(Receiver {
-            io,
+            port: PacketPort::new(FromStd(io), cfg.framing),
             #[cfg(feature = "crypto")]
             opener: cfg.key.as_ref().map(Opener::new),
-            dec: CobsDecoder::new(),
             reasm: Box::default(),
             pacer: Pacer::new(&cfg.profile),
             cfg: cfg.clone(),
@@ -513,6 +583,7 @@ impl<IO: Read + Write> Receiver<IO> {
             last_event: Instant::now(),
             pending: VecDeque::new(),
             stats: ReceiverStats::default(),
+            confirmed: VecDeque::new(),
         })
     }
 
@@ -525,7 +596,7 @@ impl<IO: Read + Write> Receiver<IO> {
 
     /// The underlying port.
     pub fn get_mut(&mut self) -> &mut IO {
-        &mut self.io
+        &mut self.port.get_mut().0
     }
 
     /// Blocks until the next message arrives exactly; lost messages are skipped (and counted).
@@ -539,7 +610,6 @@ impl<IO: Read + Write> Receiver<IO> {
 
     /// Blocks until the next delivered or lost message.
     pub fn next_event(&mut self) -> Result<Event, LinkError> {
-        let mut rx = [0u8; 256];
         loop {
             if let Some(e) = self.pending.pop_front() {
                 self.last_event = Instant::now();
@@ -555,30 +625,62 @@ impl<IO: Read + Write> Receiver<IO> {
                 self.pending.push_back(Event::Lost { msg_id: id });
                 continue;
             }
-            let n = read_some(&mut self.io, &mut rx)?;
-            for &b in &rx[..n] {
-                self.on_byte(b)?;
+            // One read, then every frame it completed.
+            let mut first = true;
+            while first || self.port.has_buffered() {
+                first = false;
+                self.poll_once()?;
             }
         }
     }
 
-    fn on_byte(&mut self, b: u8) -> Result<(), LinkError> {
+    /// Sends the acknowledgement a deferred-ACK receiver held back for `msg` (no-op if none).
+    pub fn acknowledge(&mut self, msg: &Received) -> Result<(), LinkError> {
+        match msg.pending_ack {
+            Some(a) => {
+                if self.confirmed.len() >= 16 {
+                    self.confirmed.pop_front();
+                }
+                self.confirmed.push_back((a.msg_id, a.data_shards));
+                self.send_ack(a)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn send_ack(&mut self, a: AckPacket) -> Result<(), LinkError> {
+        if self.cfg.pace {
+            let wait = self.pacer.wait_us(self.clock.elapsed().as_micros() as u64);
+            if wait > 0 {
+                std::thread::sleep(Duration::from_micros(wait));
+            }
+        }
+        let now = self.clock.elapsed().as_micros() as u64;
+        let p = Packet::Ack(a);
+        self.port.send(&p)?;
+        let mut raw = [0u8; 32];
+        let n = p.write_raw(&mut raw)?;
+        let air = self.cfg.framing.on_air_len(n);
+        self.pacer.record(now, self.cfg.profile.airtime_us(air));
+        self.stats.acks_sent += 1;
+        Ok(())
+    }
+
+    fn poll_once(&mut self) -> Result<(), LinkError> {
         let now_ms = self.clock.elapsed().as_millis() as u64;
-        let raw = match self.dec.push(b) {
+        let pkt = match self.port.poll()? {
             None => return Ok(()),
-            Some(Err(_)) => {
+            Some(Incoming::Bad(_)) => {
                 self.stats.bad_packets += 1;
                 return Ok(());
             }
-            Some(Ok(raw)) => raw,
-        };
-        let pkt = match Packet::parse(raw) {
-            Ok(Packet::Data(d)) => d,
-            Ok(Packet::Ack(_)) => return Ok(()), // our own ACKs echoed, or another pair's
-            Err(_) => {
-                self.stats.bad_packets += 1;
+            Some(Incoming::Command(_)) => {
+                self.stats.other_frames += 1;
                 return Ok(());
             }
+            // Our own ACKs echoed, or another pair's.
+            Some(Incoming::Packet(Packet::Ack(_))) => return Ok(()),
+            Some(Incoming::Packet(Packet::Data(d))) => d,
         };
         self.stats.packets += 1;
         let handled = match self.reasm.handle(now_ms, &pkt) {
@@ -588,9 +690,10 @@ impl<IO: Read + Write> Receiver<IO> {
         for id in &handled.lost {
             self.pending.push_back(Event::Lost { msg_id: *id });
         }
-        let ack = handled.ack;
+        let mut ack = handled.ack;
         if let Some(d) = handled.delivered {
             let sealed = d.flags & FLAG_SEALED != 0;
+            let flags = d.flags;
             let msg_id = d.msg_id;
             #[cfg(feature = "crypto")]
             let opened: Option<Vec<u8>> = match (&mut self.opener, sealed) {
@@ -619,28 +722,191 @@ impl<IO: Read + Write> Receiver<IO> {
                 Some(d.payload.to_vec())
             };
             if let Some(payload) = opened {
+                let pending_ack = if self.cfg.deferred_ack {
+                    ack.take()
+                } else {
+                    None
+                };
                 self.pending.push_back(Event::Message(Received {
                     msg_id,
                     payload,
                     authenticated: sealed,
+                    durable: flags & super::packet::FLAG_DURABLE != 0,
+                    pending_ack,
                 }));
+            }
+        } else if let Some(a) = ack {
+            // A full ACK without a delivery answers a duplicate of a recent message. With
+            // deferred ACKs it may only go out once the application confirmed that message:
+            // until then the sender must keep it (the application may still crash).
+            let full = a.received == super::packet::full_mask(a.data_shards);
+            if self.cfg.deferred_ack && full && !self.confirmed.contains(&(a.msg_id, a.data_shards))
+            {
+                ack = None;
             }
         }
         if let Some(a) = ack {
-            let mut wire = [0u8; 64];
-            let n = Packet::Ack(a).write_wire(&mut wire)?;
-            if self.cfg.pace {
-                let wait = self.pacer.wait_us(self.clock.elapsed().as_micros() as u64);
-                if wait > 0 {
-                    std::thread::sleep(Duration::from_micros(wait));
-                }
-            }
-            let now = self.clock.elapsed().as_micros() as u64;
-            write_packet(&mut self.io, &wire[..n])?;
-            self.pacer.record(now, self.cfg.profile.airtime_us(n));
-            self.stats.acks_sent += 1;
+            self.send_ack(a)?;
         }
         Ok(())
+    }
+}
+
+/// What a two-way [`Endpoint`] observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DuplexEvent {
+    /// A message from the peer, exactly as sent.
+    Received(Vec<u8>),
+    /// A queued message was acknowledged by the peer.
+    Sent {
+        /// Its link id.
+        msg_id: u8,
+    },
+    /// A queued message was given up (no acknowledgement after the retries).
+    Lost {
+        /// Its link id.
+        msg_id: u8,
+    },
+}
+
+/// Both directions over one port: messages queued with [`Endpoint::queue`] go out one at a
+/// time under ARQ while the peer's messages are reassembled and acknowledged. This is what a
+/// relay or a KISS TNC bridge runs on each side of a tenbit link (e.g. two Reticulum nodes
+/// reaching each other only through tenbit). ARQ mode, unsealed.
+pub struct Endpoint<IO> {
+    port: PacketPort<FromStd<IO>>,
+    cfg: LinkConfig,
+    reasm: Box<Reassembler>,
+    queue: VecDeque<Vec<u8>>,
+    current: Option<(Box<OutgoingMessage>, ArqSender)>,
+    next_id: u8,
+    pacer: Pacer,
+    clock: Instant,
+    events: VecDeque<DuplexEvent>,
+}
+
+impl<IO: Read + Write> Endpoint<IO> {
+    /// An endpoint on `io` (profile, MTU, framing and ARQ tuning from `cfg`).
+    pub fn new(io: IO, cfg: &LinkConfig) -> Result<Self, LinkError> {
+        cfg.validate()?;
+        Ok(Endpoint {
+            port: PacketPort::new(FromStd(io), cfg.framing),
+            cfg: cfg.clone(),
+            reasm: Box::default(),
+            queue: VecDeque::new(),
+            current: None,
+            next_id: (std::process::id() as u8).wrapping_mul(37),
+            pacer: Pacer::new(&cfg.profile),
+            clock: Instant::now(),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// Queues a message for the peer (at most [`MAX_MESSAGE`] bytes).
+    pub fn queue(&mut self, message: Vec<u8>) -> Result<(), LinkError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(MessageError::TooLarge.into());
+        }
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// Messages waiting (the one in flight included).
+    pub fn backlog(&self) -> usize {
+        self.queue.len() + usize::from(self.current.is_some())
+    }
+
+    fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    fn transmit(&mut self, p: &Packet<'_>) -> Result<u64, LinkError> {
+        let mut raw = [0u8; super::MAX_RAW_PACKET];
+        let n = p.write_raw(&mut raw)?;
+        let air = self.cfg.profile.airtime_us(self.cfg.framing.on_air_len(n));
+        if self.cfg.pace {
+            let wait = self.pacer.wait_us(self.now_us());
+            if wait > 0 {
+                std::thread::sleep(Duration::from_micros(wait));
+            }
+        }
+        let now = self.now_us();
+        self.port.send(p)?;
+        self.pacer.record(now, air);
+        Ok((now + air) / 1000)
+    }
+
+    /// One round: reads what arrived (at most one read, so this returns within the port's
+    /// read timeout), handles it, drives the outgoing ARQ, and returns the next event if any.
+    pub fn poll(&mut self) -> Result<Option<DuplexEvent>, LinkError> {
+        let mut first = true;
+        while first || self.port.has_buffered() {
+            first = false;
+            let now_ms = self.now_us() / 1000;
+            let mut ack_out = None;
+            match self.port.poll()? {
+                Some(Incoming::Packet(Packet::Data(d))) => {
+                    if let Ok(h) = self.reasm.handle(now_ms, &d) {
+                        if let Some(dl) = h.delivered {
+                            if dl.flags & FLAG_SEALED == 0 {
+                                self.events
+                                    .push_back(DuplexEvent::Received(dl.payload.to_vec()));
+                            }
+                        }
+                        ack_out = h.ack;
+                    }
+                }
+                Some(Incoming::Packet(Packet::Ack(a))) => {
+                    if let Some((_, arq)) = self.current.as_mut() {
+                        arq.on_ack(&a);
+                    }
+                }
+                _ => {}
+            }
+            if let Some(a) = ack_out {
+                self.transmit(&Packet::Ack(a))?;
+            }
+        }
+        let _ = self.reasm.expire(self.now_us() / 1000);
+        if self.current.is_none() {
+            if let Some(m) = self.queue.pop_front() {
+                let id = self.next_id;
+                self.next_id = id.wrapping_add(1);
+                let msg = OutgoingMessage::for_raw(id, &m, self.cfg.max_raw(), 0, 0)?;
+                let arq = ArqSender::new(id, msg.plan.data_shards, self.cfg.arq);
+                self.current = Some((Box::new(msg), arq));
+            }
+        }
+        while let Some((msg, mut arq)) = self.current.take() {
+            match arq.poll(self.now_us() / 1000) {
+                ArqAction::Transmit { index, ack_req } => {
+                    let p = msg.packet(index, ack_req)?;
+                    let end = self.transmit(&p)?;
+                    arq.transmitted(end);
+                    self.current = Some((msg, arq));
+                }
+                ArqAction::WaitUntil(_) => {
+                    self.current = Some((msg, arq));
+                    break;
+                }
+                ArqAction::Delivered => {
+                    let msg_id = arq.msg_id();
+                    self.events.push_back(DuplexEvent::Sent { msg_id });
+                    break;
+                }
+                ArqAction::Lost => {
+                    let msg_id = arq.msg_id();
+                    self.events.push_back(DuplexEvent::Lost { msg_id });
+                    break;
+                }
+            }
+        }
+        Ok(self.events.pop_front())
+    }
+
+    /// The underlying port.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.port.get_mut().0
     }
 }
 
@@ -757,5 +1023,28 @@ pub fn open_serial(path: &str, baud: u32) -> Result<Box<dyn serialport::SerialPo
     serialport::new(path, baud)
         .timeout(Duration::from_millis(50))
         .open()
-        .map_err(|e| LinkError::Io(format!("cannot open serial port {path}: {}", e.description)))
+        .map_err(|e| {
+            let kind = match e.kind {
+                serialport::ErrorKind::NoDevice => ErrorKind::NotFound,
+                serialport::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+                serialport::ErrorKind::Io(k) => k,
+                serialport::ErrorKind::Unknown => ErrorKind::Other,
+            };
+            IoError::new(
+                format!("cannot open serial port {path}"),
+                io::Error::new(kind, e.description),
+            )
+            .into()
+        })
+}
+
+/// A TCP stream (e.g. a KISS TNC's TCP port, `127.0.0.1:8001`) with a 50 ms read timeout, so
+/// it can serve as a link port.
+pub fn open_tcp(addr: &str) -> Result<std::net::TcpStream, LinkError> {
+    let s = std::net::TcpStream::connect(addr)
+        .map_err(|e| IoError::new(format!("cannot connect to {addr}"), e))?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))
+        .and_then(|_| s.set_nodelay(true))
+        .map_err(|e| IoError::new(format!("cannot configure {addr}"), e))?;
+    Ok(s)
 }

@@ -3,46 +3,64 @@
 //! modems in transparent mode (a serial port whose every burst becomes one radio packet of at
 //! most ~50-255 bytes, under airtime and duty-cycle limits).
 //!
-//! A message is delivered exactly or reported lost, never delivered corrupted: every packet
-//! carries a CRC-16, every message a length + CRC-32 trailer, and sealed messages a Poly1305 tag.
+//! A message is delivered exactly or reported lost, never delivered corrupted: a single-packet
+//! message carries a CRC-32 over its whole packet; a multi-shard message a CRC-16 per packet
+//! and a length + CRC-32 trailer; sealed messages a Poly1305 tag as well.
 //!
-//! # Layers
-//! - [`cobs`]: packets are COBS-stuffed and end with `0x00`, so a receiver resynchronises at
-//!   the next zero whatever it missed ([`cobs::CobsDecoder`], bounded buffer).
-//! - [`packet`]: header + payload + CRC-16 (table below).
-//! - [`message`]: a message is cut into `k` equal shards (+ `m` Reed-Solomon parity shards with
-//!   feature `fec`, [`fec`]); [`reassembly::Reassembler`] rebuilds it in fixed memory, drops
-//!   duplicates, and answers `ACK_REQ` with a bitmap.
+//! # Layers (each with its own error enum)
+//! - framing: [`cobs`] (`COBS(packet) ‖ 0x00`: transparent modems and cables; a receiver
+//!   resynchronises at the next zero, [`cobs::CobsDecoder`]) or [`kiss`] (KISS data frames on
+//!   port 0: TNCs and RNode radios, [`kiss::KissDecoder`]), chosen by [`packet::Framing`];
+//!   [`port::PacketPort`] does the byte I/O over any `embedded-io` `Read + Write` (a UART HAL
+//!   on a board, `port::FromStd` on a host). Errors: [`PacketError`] (and `port::PortError`
+//!   around the transport's own error).
+//! - [`packet`]: header + payload + CRC (table below). [`PacketError`].
+//! - [`message`]: a message is one SINGLE packet when it fits, else `k` equal shards (+ `m`
+//!   Reed-Solomon parity shards with feature `fec`, [`fec`]); [`reassembly::Reassembler`]
+//!   rebuilds it in fixed memory, drops duplicates, and answers `ACK_REQ` with a bitmap.
+//!   [`MessageError`].
 //! - [`arq::ArqSender`]: selective-repeat ARQ with exponential backoff and deterministic
-//!   jitter, as a clock-free state machine (`now_ms` passed in).
+//!   jitter, as a clock-free state machine (`now_ms` passed in). [`ArqError`].
 //! - [`profile`]: `serial-<baud>` / `lora-sf<7-12>[-bw..][-cr4/..][-eu868|-us915|-none]`
 //!   ([`LinkProfile`] implements `FromStr`), Semtech AN1200.13 time on air, EU868 1% duty
-//!   cycle via [`Pacer`], US915 400 ms dwell limit on the MTU.
+//!   cycle via [`Pacer`], US915 400 ms dwell limit on the MTU. [`ProfileError`].
+//! - [`rnode`]: RNode radio configuration (KISS commands, validation of the radio's echo);
+//!   the same parameters give the airtime profile. [`RnodeError`].
 //! - `seal` (feature `crypto`): ChaCha20-Poly1305 per message, nonce = sender id ‖ boot epoch
-//!   ‖ counter, replay windows per sender.
-//! - `io` (feature `std`): blocking [`io::Sender`] / [`io::Receiver`] over any
-//!   `std::io::Read + Write`; `io::open_serial` (feature `serial`). `sim` (feature `std`):
-//!   seeded channel simulator.
+//!   ‖ counter, replay windows per sender. `SealError`.
+//! - `io` (feature `std`): blocking `io::Sender` / `io::Receiver` over any
+//!   `std::io::Read + Write`; `io::open_serial` (feature `serial`), `io::open_tcp`; its error
+//!   is [`LinkError`], the sum of the layers' errors plus `io::IoError` (which keeps the
+//!   `std::io::Error` and so its `ErrorKind`). `durable` (feature `std`): the crash-safe
+//!   outbox and the receiver's persistent de-duplication window. `sim` (feature `std`): seeded
+//!   channel simulator.
 //!
-//! Everything except `fec`, `io` and `sim` is `no_std` without `alloc`.
+//! Everything except `fec`, `io`, `durable`, `sim` and `transfer` is `no_std` without `alloc`.
+//! Features: `std` (host ports, files, clocks), `fec`, `crypto` (sealing), `serial`,
+//! `transfer`; `link-full` is what the binaries use.
 //!
 //! # Wire format
-//! On the wire: `COBS(packet) ‖ 0x00`. Multi-byte fields little-endian.
+//! On a COBS link: `COBS(packet) ‖ 0x00`; on a KISS link: `C0 00 escaped(packet) C0`.
+//! Multi-byte fields little-endian. Header byte: version `10` (bits 7-6), kind (5-4), flags (3-0).
 //!
-//! | byte(s)        | DATA (ARQ, m = 0)          | FEC shard (m > 0)        | ACK                         |
-//! |----------------|----------------------------|--------------------------|-----------------------------|
-//! | 0              | `01 00 ffff` version/kind/flags | `01 01 ffff`        | `01 10 0000`                |
-//! | 1              | message id                 | message id               | message id                  |
-//! | 2              | shard index                | shard index (`k..` parity) | `k` data shards           |
-//! | 3              | `k` data shards            | `k`                      | bitmap, `ceil(k/8)` bytes   |
-//! | 4              | payload (L bytes)          | `m` parity shards        | ...                         |
-//! | 5..            | ...                        | payload (L bytes)        |                             |
-//! | last 2         | CRC-16/CCITT-FALSE of all before | same               | same                        |
+//! | byte(s)   | SINGLE (k = 1, m = 0) | DATA (k >= 2, m = 0) | FEC shard (m > 0)   | ACK                         |
+//! |-----------|-----------------------|----------------------|---------------------|-----------------------------|
+//! | 0         | `10 11 ffff`          | `10 00 ffff`         | `10 01 ffff`        | `10 10 00oc` (o: k = 1, c: complete) |
+//! | 1         | message id            | message id           | message id          | message id                  |
+//! | 2         | payload (L bytes)     | shard index          | shard index (`k..` parity) | `k` (absent when o)  |
+//! | 3         | ...                   | `k` data shards      | `k`                 | bitmap, `ceil(k/8)` bytes (absent when c) |
+//! | 4         |                       | payload (L bytes)    | `m` parity shards   | ...                         |
+//! | 5..       |                       | ...                  | payload (L bytes)   |                             |
+//! | last 4/2  | CRC-32 of all before  | CRC-16/CCITT-FALSE   | CRC-16              | CRC-16                      |
 //!
-//! Flags: bit 0 `ACK_REQ` (answer with an ACK), bit 1 `SEALED`. At most [`MAX_SHARDS`] shards.
-//! Overhead per packet: 4 (ARQ) or 5 (FEC) header + 2 CRC + 1 COBS + 1 delimiter bytes; per
-//! message a 6-byte trailer (`len u16 ‖ crc32`), less than one padding byte per shard, and when
-//! sealed 6-13 bytes of nonce header + 16 bytes of tag.
+//! Data flags: bit 0 `ACK_REQ` (answer with an ACK), bit 1 `SEALED`. At most [`MAX_SHARDS`]
+//! shards. Every packet has one canonical form (a one-shard message is always SINGLE, a full
+//! bitmap always the short ACK), so whatever parses re-serialises to the same bytes.
+//! Overhead on a COBS link: a single-packet message 2 header + 4 CRC + 1 COBS + 1 delimiter =
+//! 8 bytes, its ACK 6 bytes; a multi-shard message 4 (ARQ) or 5 (FEC) header + 2 CRC + 2
+//! COBS/delimiter per packet plus a 6-byte trailer (`len u16 ‖ crc32`) and less than one padding
+//! byte per shard. On a KISS link the framing stays on the serial line (an RNode adds its own
+//! 1-byte header on air). Sealed: 6-13 bytes of nonce header + 16 bytes of tag per message.
 //!
 //! # Example (std)
 //! ```no_run
@@ -74,6 +92,7 @@
 //! `cfg.epoch_file` (both ends share the key; each sender keeps its own epoch file).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 #![allow(clippy::module_name_repetitions)]
 
 #[cfg(feature = "alloc")]
@@ -82,14 +101,21 @@ extern crate alloc;
 pub mod arq;
 pub mod cobs;
 pub mod crc;
+#[cfg(feature = "std")]
+pub mod durable;
 #[cfg(feature = "fec")]
 pub mod fec;
 #[cfg(feature = "std")]
 pub mod io;
+pub mod kiss;
 pub mod message;
 pub mod packet;
+pub mod port;
 pub mod profile;
 pub mod reassembly;
+#[cfg(feature = "reticulum")]
+pub mod reticulum;
+pub mod rnode;
 #[cfg(feature = "crypto")]
 pub mod seal;
 #[cfg(feature = "std")]
@@ -114,99 +140,76 @@ pub const MAX_RAW_PACKET: usize = 253;
 /// Bytes needed to hold every shard of the largest message (parity at most 100%).
 pub const SHARD_BUF: usize = 2 * (MAX_MESSAGE + message::TRAILER_LEN + MAX_SHARDS);
 
-/// Everything that can go wrong on the link. Parsers return these, never panic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "std", derive(thiserror::Error))]
+/// The driver's error: which layer failed, with that layer's own error inside. Each layer's
+/// functions return their own enum ([`PacketError`], [`MessageError`], [`ArqError`],
+/// [`ProfileError`], `SealError`, [`RnodeError`], `IoError`); this sum is what the blocking
+/// driver in `io` returns, and what the CLIs map to exit code 6.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LinkError {
-    /// A COBS block was malformed.
-    #[cfg_attr(feature = "std", error("malformed packet framing"))]
-    BadFraming,
-    /// More bytes arrived without a delimiter than any packet can have.
-    #[cfg_attr(feature = "std", error("oversized packet discarded"))]
-    Oversized,
-    /// A packet failed its CRC.
-    #[cfg_attr(feature = "std", error("packet CRC mismatch"))]
-    BadCrc,
-    /// A packet's header or length was invalid.
-    #[cfg_attr(feature = "std", error("malformed packet"))]
-    BadPacket,
-    /// An output buffer was too small.
-    #[cfg_attr(feature = "std", error("buffer too small"))]
-    BufferTooSmall,
-    /// A message exceeded [`MAX_MESSAGE`] or [`MAX_SHARDS`] at this MTU.
-    #[cfg_attr(
-        feature = "std",
-        error("message too large for the link (max {MAX_MESSAGE} bytes, {MAX_SHARDS} packets)")
-    )]
-    MessageTooLarge,
-    /// A reassembled message failed its end-to-end check.
-    #[cfg_attr(feature = "std", error("message failed its end-to-end check"))]
-    Corrupt,
-    /// The link profile string or its parameters are invalid.
-    #[cfg_attr(feature = "std", error("invalid link profile (try serial-115200 or lora-sf9[-bw125][-cr4/5][-eu868|-us915|-none])"))]
-    BadProfile,
-    /// The MTU is too small to carry data or breaks the profile's dwell-time limit.
-    #[cfg_attr(feature = "std", error("MTU too small or above the profile's limit"))]
-    BadMtu,
-    /// Inconsistent configuration (e.g. parity over 100%).
-    #[cfg_attr(feature = "std", error("invalid link configuration"))]
-    BadConfig,
-    /// Parity shards were requested but the `fec` feature is off.
-    #[cfg_attr(
-        feature = "std",
-        error("forward error correction needs the `fec` feature")
-    )]
-    FecUnavailable,
-    /// A sealed message failed authentication (wrong key, forged or damaged).
-    #[cfg_attr(feature = "std", error("message failed authentication"))]
-    AuthFailed,
-    /// A sealed message was already seen (replay).
-    #[cfg_attr(feature = "std", error("replayed message rejected"))]
-    Replay,
-    /// The nonce counter is exhausted for this boot epoch: restart to take a new epoch.
-    #[cfg_attr(feature = "std", error("nonce space exhausted for this epoch"))]
-    NonceExhausted,
-    /// The ARQ sender gave up: the message is lost.
-    #[cfg_attr(
-        feature = "std",
-        error("message {msg_id} lost: no acknowledgement after {tries} tries")
-    )]
-    MessageLost {
-        /// Message id.
-        msg_id: u8,
-        /// Consecutive unanswered rounds.
-        tries: u8,
-    },
+    /// Framing or packet layer (COBS, KISS, header, CRC).
+    #[error(transparent)]
+    Packet(#[from] PacketError),
+    /// Message layer (planning, reassembly, end-to-end check, FEC).
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// ARQ: a message was given up.
+    #[error(transparent)]
+    Arq(#[from] ArqError),
+    /// Link profile or MTU.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// Sealing (authentication, replay, nonce space).
+    #[cfg(feature = "crypto")]
+    #[error(transparent)]
+    Seal(#[from] seal::SealError),
+    /// An RNode radio refused or ignored its configuration.
+    #[error(transparent)]
+    Rnode(#[from] RnodeError),
+    /// The operating system's I/O error, with its `std::io::ErrorKind` kept.
+    #[cfg(feature = "std")]
+    #[error(transparent)]
+    Io(#[from] io::IoError),
+    /// The Reticulum sidecar failed (see `reticulum`).
+    #[cfg(feature = "reticulum")]
+    #[error(transparent)]
+    Reticulum(#[from] reticulum::ReticulumError),
+    /// The spool or the receiver's state on local storage (not the link itself: a full or
+    /// read-only disk, a damaged state file).
+    #[cfg(feature = "std")]
+    #[error(transparent)]
+    Storage(#[from] durable::DurableError),
     /// The peer closed the port (EOF or hang-up).
-    #[cfg_attr(feature = "std", error("link closed"))]
+    #[error("link closed")]
     Closed,
     /// No message arrived within the idle timeout.
-    #[cfg_attr(feature = "std", error("timed out waiting for a message"))]
+    #[error("timed out waiting for a message")]
     Timeout,
-    /// An I/O error (std side), with the operation and the OS message.
-    #[cfg(feature = "std")]
-    #[error("{0}")]
-    Io(String),
 }
 
+pub use arq::ArqError;
+pub use message::MessageError;
+pub use packet::PacketError;
+pub use profile::ProfileError;
+pub use rnode::RnodeError;
+
 #[cfg(feature = "fec")]
-pub(crate) fn fec_encode(shards: &mut [u8], plan: &Plan) -> Result<(), LinkError> {
+pub(crate) fn fec_encode(shards: &mut [u8], plan: &Plan) -> Result<(), MessageError> {
     fec::encode(shards, plan)
 }
 #[cfg(not(feature = "fec"))]
-pub(crate) fn fec_encode(_shards: &mut [u8], _plan: &Plan) -> Result<(), LinkError> {
-    Err(LinkError::FecUnavailable)
+pub(crate) fn fec_encode(_shards: &mut [u8], _plan: &Plan) -> Result<(), MessageError> {
+    Err(MessageError::FecUnavailable)
 }
 #[cfg(feature = "fec")]
 pub(crate) fn fec_reconstruct(
     shards: &mut [u8],
     plan: &Plan,
     present: u128,
-) -> Result<(), LinkError> {
+) -> Result<(), MessageError> {
     fec::reconstruct(shards, plan, present)
 }
 #[cfg(not(feature = "fec"))]
-pub(crate) fn fec_reconstruct(_: &mut [u8], _: &Plan, _: u128) -> Result<(), LinkError> {
-    Err(LinkError::FecUnavailable)
+pub(crate) fn fec_reconstruct(_: &mut [u8], _: &Plan, _: u128) -> Result<(), MessageError> {
+    Err(MessageError::FecUnavailable)
 }

@@ -8,7 +8,21 @@ use core::fmt;
 use core::str::FromStr;
 
 use super::packet::{max_shard_payload, wire_len, DATA_HEADER};
-use super::{LinkError, MAX_MTU};
+use super::MAX_MTU;
+
+/// Errors of link profiles and MTUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProfileError {
+    /// The profile string or its parameters are invalid.
+    #[error(
+        "invalid link profile (try serial-115200 or lora-sf9[-bw125][-cr4/5][-eu868|-us915|-none])"
+    )]
+    Invalid,
+    /// The MTU is too small to carry data or breaks the profile's dwell-time limit.
+    #[error("MTU too small or above the profile's limit")]
+    BadMtu,
+}
 
 /// Regulatory region of a LoRa link: what limits the transmitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,13 +88,13 @@ impl LoraParams {
         (quarter_symbols * self.symbol_ns()).div_ceil(4 * 1000)
     }
 
-    fn validate(&self) -> Result<(), LinkError> {
+    fn validate(&self) -> Result<(), ProfileError> {
         if !(7..=12).contains(&self.sf)
             || !matches!(self.bw_khz, 125 | 250 | 500)
             || !(5..=8).contains(&self.cr)
             || self.preamble < 6
         {
-            return Err(LinkError::BadProfile);
+            return Err(ProfileError::Invalid);
         }
         Ok(())
     }
@@ -128,7 +142,7 @@ impl LinkProfile {
 
     /// The largest MTU this profile allows (dwell time), or an error if even a minimal
     /// packet would break the regulatory limit (e.g. SF11 at 125 kHz in US915).
-    pub fn max_mtu(&self) -> Result<usize, LinkError> {
+    pub fn max_mtu(&self) -> Result<usize, ProfileError> {
         let mut mtu = MAX_MTU;
         if let Some(limit) = self.dwell_limit_us() {
             while mtu > 0 && self.airtime_us(mtu) > limit {
@@ -136,20 +150,37 @@ impl LinkProfile {
             }
         }
         if max_shard_payload(mtu, DATA_HEADER + 1).is_none() {
-            return Err(LinkError::BadProfile);
+            return Err(ProfileError::Invalid);
         }
         Ok(mtu)
     }
 
-    /// Checks parameters and that `mtu` respects the profile.
-    pub fn validate(&self, mtu: usize) -> Result<(), LinkError> {
+    /// Checks parameters and that `mtu` (on-air bytes per packet) respects the profile under
+    /// `framing`.
+    pub fn validate_framed(
+        &self,
+        mtu: usize,
+        framing: super::packet::Framing,
+    ) -> Result<(), ProfileError> {
+        self.validate(MAX_MTU.min(self.max_mtu()?))?;
+        let raw = framing.max_raw(mtu);
+        if mtu > self.max_mtu()?
+            || super::packet::shard_payload_for_raw(raw, DATA_HEADER + 1).is_none()
+        {
+            return Err(ProfileError::BadMtu);
+        }
+        Ok(())
+    }
+
+    /// Checks parameters and that `mtu` respects the profile (COBS framing).
+    pub fn validate(&self, mtu: usize) -> Result<(), ProfileError> {
         match self {
-            LinkProfile::Serial { baud } if *baud == 0 => return Err(LinkError::BadProfile),
+            LinkProfile::Serial { baud } if *baud == 0 => return Err(ProfileError::Invalid),
             LinkProfile::Serial { .. } => {}
             LinkProfile::Lora(l) => l.validate()?,
         }
         if mtu > self.max_mtu()? || max_shard_payload(mtu, DATA_HEADER + 1).is_none() {
-            return Err(LinkError::BadMtu);
+            return Err(ProfileError::BadMtu);
         }
         Ok(())
     }
@@ -195,22 +226,22 @@ impl fmt::Display for LinkProfile {
 }
 
 impl FromStr for LinkProfile {
-    type Err = LinkError;
+    type Err = ProfileError;
 
     /// Parses `serial`, `serial-<baud>`, or
     /// `lora-sf<7-12>[-bw<125|250|500>][-cr4/<5-8>|-cr<5-8>][-eu868|-us915|-none][-pre<n>]`.
     /// Defaults: 115200 baud; LoRa 125 kHz, 4/5, EU868, 8-symbol preamble.
-    fn from_str(s: &str) -> Result<Self, LinkError> {
+    fn from_str(s: &str) -> Result<Self, ProfileError> {
         let s = s.trim();
         let mut parts = s.split('-');
         match parts.next() {
             Some(p) if p.eq_ignore_ascii_case("serial") => {
                 let baud = match parts.next() {
                     None => 115_200,
-                    Some(b) => b.parse().map_err(|_| LinkError::BadProfile)?,
+                    Some(b) => b.parse().map_err(|_| ProfileError::Invalid)?,
                 };
                 if parts.next().is_some() || baud == 0 {
-                    return Err(LinkError::BadProfile);
+                    return Err(ProfileError::Invalid);
                 }
                 Ok(LinkProfile::Serial { baud })
             }
@@ -225,8 +256,8 @@ impl FromStr for LinkProfile {
                 for part in parts {
                     let part = lowercase(part)?;
                     let part = part.as_str();
-                    fn num<T: FromStr>(v: &str) -> Result<T, LinkError> {
-                        v.parse().map_err(|_| LinkError::BadProfile)
+                    fn num<T: FromStr>(v: &str) -> Result<T, ProfileError> {
+                        v.parse().map_err(|_| ProfileError::Invalid)
                     }
                     if let Some(v) = part.strip_prefix("sf") {
                         l.sf = num(v)?;
@@ -247,24 +278,24 @@ impl FromStr for LinkProfile {
                             "eu868" => Region::Eu868,
                             "us915" => Region::Us915,
                             "none" => Region::Unrestricted,
-                            _ => return Err(LinkError::BadProfile),
+                            _ => return Err(ProfileError::Invalid),
                         };
                     }
                 }
                 l.validate()?;
                 Ok(LinkProfile::Lora(l))
             }
-            _ => Err(LinkError::BadProfile),
+            _ => Err(ProfileError::Invalid),
         }
     }
 }
 
 /// Lowercase copy of a short profile component (no allocation: this parser runs in no_std).
-fn lowercase(s: &str) -> Result<heapless::String<16>, LinkError> {
+fn lowercase(s: &str) -> Result<heapless::String<16>, ProfileError> {
     let mut out = heapless::String::new();
     for c in s.chars() {
         out.push(c.to_ascii_lowercase())
-            .map_err(|_| LinkError::BadProfile)?;
+            .map_err(|_| ProfileError::Invalid)?;
     }
     Ok(out)
 }

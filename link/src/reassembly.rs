@@ -4,9 +4,10 @@
 //! Memory is fixed at construction (`SLOTS` messages in progress of at most `BUF` shard bytes
 //! each, plus a short list of recently completed ids): nothing that arrives can make it grow.
 
+use super::message::MessageError;
 use super::message::{check_body, Plan};
 use super::packet::{full_mask, AckPacket, DataPacket, FLAG_ACK_REQ};
-use super::{LinkError, MAX_SHARDS, SHARD_BUF};
+use super::SHARD_BUF;
 
 /// How many completed messages are remembered for duplicate suppression.
 const RECENT: usize = 16;
@@ -152,17 +153,18 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
     /// Feeds one shard packet received at `now_ms`.
     ///
     /// A packet whose fields no parser would produce (no data shards, more than
-    /// [`MAX_SHARDS`] shards, an index beyond them, an empty shard) is refused with
-    /// [`LinkError::BadPacket`]: `DataPacket` has public fields, so the reassembler checks them
-    /// itself rather than trusting [`Packet::parse`](super::Packet::parse) to have run.
-    pub fn handle(&mut self, now_ms: u64, p: &DataPacket<'_>) -> Result<Handled<'_>, LinkError> {
-        let total = p.data_shards as usize + p.parity_shards as usize;
-        if p.data_shards == 0
-            || total > MAX_SHARDS
-            || p.index as usize >= total
-            || p.payload.is_empty()
-        {
-            return Err(LinkError::BadPacket);
+    /// [`MAX_SHARDS`](super::MAX_SHARDS) shards, an index beyond them, an empty shard of a
+    /// multi-shard message, unknown flags) is refused with [`MessageError::BadShard`]:
+    /// `DataPacket` has public fields, so the reassembler checks them itself rather than
+    /// trusting [`Packet::parse`](super::Packet::parse) to have run.
+    ///
+    /// A single-packet message (`k = 1`, `m = 0`) is delivered as it is: its integrity was
+    /// checked by the packet's CRC-32 in [`Packet::parse`](super::Packet::parse), so a caller
+    /// that builds one by hand vouches for its bytes. Multi-shard messages are checked here,
+    /// against their trailer.
+    pub fn handle(&mut self, now_ms: u64, p: &DataPacket<'_>) -> Result<Handled<'_>, MessageError> {
+        if !p.is_consistent() {
+            return Err(MessageError::BadShard);
         }
         let mut out = Handled::default();
         let want_ack = p.flags & FLAG_ACK_REQ != 0;
@@ -185,7 +187,7 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
         };
         if plan.total_len() > BUF {
             inc(&mut self.stats.oversized);
-            return Err(LinkError::MessageTooLarge);
+            return Err(MessageError::TooLarge);
         }
         let flags = p.flags & !FLAG_ACK_REQ;
         // The slot of this message, or a fresh one (evicting the stalest).
@@ -203,7 +205,7 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
                 None => {
                     let i = (0..SLOTS)
                         .min_by_key(|&i| self.slots[i].last_ms)
-                        .ok_or(LinkError::BadConfig)?;
+                        .ok_or(MessageError::BufferTooSmall)?;
                     inc(&mut self.stats.lost);
                     let _ = out.lost.push(self.slots[i].id);
                     self.slots[i].active = false;
@@ -254,7 +256,12 @@ impl<const BUF: usize, const SLOTS: usize> Reassembler<BUF, SLOTS> {
         }
         slot.active = false;
         let body_len = plan.body_len();
-        match check_body(&slot.buf[..body_len]) {
+        let checked = if plan.is_single() {
+            Ok(body_len)
+        } else {
+            check_body(&slot.buf[..body_len])
+        };
+        match checked {
             Ok(len) => {
                 let rec = Recent {
                     id: p.msg_id,
@@ -351,7 +358,7 @@ mod tests {
         ] {
             assert_eq!(
                 r.handle(0, &bad).err(),
-                Some(LinkError::BadPacket),
+                Some(MessageError::BadShard),
                 "{bad:?}"
             );
         }

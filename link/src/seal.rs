@@ -20,7 +20,26 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use zeroize::Zeroize;
 
-use super::LinkError;
+/// Errors of the sealing layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// A sealed message failed authentication (wrong key, forged or damaged).
+    #[error("message failed authentication")]
+    AuthFailed,
+    /// A sealed message was already seen (replay).
+    #[error("replayed message rejected")]
+    Replay,
+    /// The nonce counter is exhausted for this boot epoch: restart to take a new epoch.
+    #[error("nonce space exhausted for this epoch")]
+    NonceExhausted,
+    /// A key was not 64 hex digits.
+    #[error("a key is 64 hex digits")]
+    BadKey,
+    /// An output buffer was too small.
+    #[error("buffer too small for the sealed message")]
+    BufferTooSmall,
+}
 
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
@@ -41,10 +60,10 @@ impl Key {
     }
 
     /// A key from 64 hex digits (surrounding whitespace ignored, e.g. a key file's newline).
-    pub fn from_hex(s: &str) -> Result<Self, LinkError> {
+    pub fn from_hex(s: &str) -> Result<Self, SealError> {
         let s = s.trim().as_bytes();
         if s.len() != 64 {
-            return Err(LinkError::BadConfig);
+            return Err(SealError::BadKey);
         }
         let mut k = [0u8; 32];
         for (i, pair) in s.chunks_exact(2).enumerate() {
@@ -52,7 +71,7 @@ impl Key {
                 b'0'..=b'9' => Ok(c - b'0'),
                 b'a'..=b'f' => Ok(c - b'a' + 10),
                 b'A'..=b'F' => Ok(c - b'A' + 10),
-                _ => Err(LinkError::BadConfig),
+                _ => Err(SealError::BadKey),
             };
             k[i] = hex(pair[0])? << 4 | hex(pair[1])?;
         }
@@ -102,9 +121,9 @@ fn write_header(sender: u8, epoch: u32, counter: u64, out: &mut [u8; MAX_HEADER]
 }
 
 /// Parses a sealed header: (sender, epoch, counter, header length).
-fn read_header(b: &[u8]) -> Result<(u8, u32, u64, usize), LinkError> {
+fn read_header(b: &[u8]) -> Result<(u8, u32, u64, usize), SealError> {
     if b.len() < 6 + TAG_LEN {
-        return Err(LinkError::AuthFailed);
+        return Err(SealError::AuthFailed);
     }
     let sender = b[0];
     let epoch = u32::from_le_bytes([b[1], b[2], b[3], b[4]]);
@@ -115,10 +134,10 @@ fn read_header(b: &[u8]) -> Result<(u8, u32, u64, usize), LinkError> {
         if byte & 0x80 == 0 {
             // Reject non-minimal encodings: one message, one header.
             if i > 0 && byte == 0 {
-                return Err(LinkError::AuthFailed);
+                return Err(SealError::AuthFailed);
             }
             if counter >= COUNTER_LIMIT || b.len() < 6 + i + TAG_LEN {
-                return Err(LinkError::AuthFailed);
+                return Err(SealError::AuthFailed);
             }
             return Ok((sender, epoch, counter, 6 + i));
         }
@@ -126,7 +145,7 @@ fn read_header(b: &[u8]) -> Result<(u8, u32, u64, usize), LinkError> {
             break;
         }
     }
-    Err(LinkError::AuthFailed)
+    Err(SealError::AuthFailed)
 }
 
 /// Seals outgoing messages. One per sender per boot epoch: it owns the counter.
@@ -162,9 +181,9 @@ impl Sealer {
     /// Seals `plaintext` into `out`; returns the sealed length (plaintext + at most
     /// [`MAX_OVERHEAD`]). Each call consumes one counter value, even on a short buffer, so
     /// a nonce is never used twice.
-    pub fn seal(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, LinkError> {
+    pub fn seal(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, SealError> {
         if self.counter >= COUNTER_LIMIT {
-            return Err(LinkError::NonceExhausted);
+            return Err(SealError::NonceExhausted);
         }
         let counter = self.counter;
         self.counter += 1;
@@ -172,7 +191,7 @@ impl Sealer {
         let h = write_header(self.sender, self.epoch, counter, &mut header);
         let total = h + plaintext.len() + TAG_LEN;
         if out.len() < total {
-            return Err(LinkError::BufferTooSmall);
+            return Err(SealError::BufferTooSmall);
         }
         out[..h].copy_from_slice(&header[..h]);
         let body = &mut out[h..h + plaintext.len()];
@@ -180,7 +199,7 @@ impl Sealer {
         let tag = self
             .cipher
             .encrypt_in_place_detached(&nonce(self.sender, self.epoch, counter), &header[..h], body)
-            .map_err(|_| LinkError::BufferTooSmall)?;
+            .map_err(|_| SealError::BufferTooSmall)?;
         out[h + plaintext.len()..total].copy_from_slice(&tag);
         Ok(total)
     }
@@ -250,7 +269,7 @@ impl<const SENDERS: usize> Opener<SENDERS> {
     }
 
     /// Authenticates and decrypts `sealed` in place; returns the plaintext (a sub-slice).
-    pub fn open<'a>(&mut self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], LinkError> {
+    pub fn open<'a>(&mut self, sealed: &'a mut [u8]) -> Result<&'a mut [u8], SealError> {
         let (sender, epoch, counter, h) = match read_header(sealed) {
             Ok(v) => v,
             Err(e) => {
@@ -262,11 +281,11 @@ impl<const SENDERS: usize> Opener<SENDERS> {
         if let Some(i) = win {
             if !self.windows[i].check(epoch, counter) {
                 self.replays = self.replays.saturating_add(1);
-                return Err(LinkError::Replay);
+                return Err(SealError::Replay);
             }
         } else if self.windows.is_full() {
             self.replays = self.replays.saturating_add(1);
-            return Err(LinkError::Replay);
+            return Err(SealError::Replay);
         }
         let n = sealed.len();
         let (head, rest) = sealed.split_at_mut(h);
@@ -278,7 +297,7 @@ impl<const SENDERS: usize> Opener<SENDERS> {
             .is_err()
         {
             self.auth_failures = self.auth_failures.saturating_add(1);
-            return Err(LinkError::AuthFailed);
+            return Err(SealError::AuthFailed);
         }
         match win {
             Some(i) => self.windows[i].commit(epoch, counter),
@@ -319,7 +338,7 @@ mod tests {
         assert_eq!(o.open(&mut copy[..n]).unwrap(), b"hello");
         // Replay of the same message.
         let mut copy = first;
-        assert_eq!(o.open(&mut copy[..n]), Err(LinkError::Replay));
+        assert_eq!(o.open(&mut copy[..n]), Err(SealError::Replay));
         assert_eq!(o.replays, 1);
         // Every single-bit change is rejected.
         let mut s2 = Sealer::new(&key(1), 7, 3);
@@ -335,7 +354,7 @@ mod tests {
         // Wrong key.
         let mut wrong = Opener::<4>::new(&key(2));
         let mut t = m;
-        assert_eq!(wrong.open(&mut t[..n2]), Err(LinkError::AuthFailed));
+        assert_eq!(wrong.open(&mut t[..n2]), Err(SealError::AuthFailed));
         // The untouched message still opens (failed attempts did not advance the window).
         let mut t = m;
         assert_eq!(o.open(&mut t[..n2]).unwrap(), b"world");
@@ -364,7 +383,7 @@ mod tests {
         let mut old_again = Sealer::new(&k, 1, 10);
         old_again.counter = 50;
         let n = old_again.seal(b"z", &mut m).unwrap();
-        assert_eq!(o.open(&mut m[..n]), Err(LinkError::Replay));
+        assert_eq!(o.open(&mut m[..n]), Err(SealError::Replay));
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub struct SimOutcome {
     pub ack_packets: u32,
     /// Bytes on air both ways, all overhead included.
     pub wire_bytes: u64,
+    /// Of `wire_bytes`: the acknowledgements (the receiver's transmissions).
+    pub ack_wire_bytes: u64,
     /// Airtime both ways, microseconds.
     pub airtime_us: u64,
     /// Virtual time from first packet to completion, milliseconds.
@@ -268,6 +270,7 @@ pub fn simulate_transfer(
                     back.send(t, air.div_ceil(1000), &w[..n]);
                     out.ack_packets += 1;
                     out.wire_bytes += n as u64;
+                    out.ack_wire_bytes += n as u64;
                     out.airtime_us += air;
                 }
             }

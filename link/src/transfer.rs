@@ -6,21 +6,44 @@
 
 use sha2::{Digest, Sha256};
 
+/// First bytes of every chunk.
 pub const CHUNK_MAGIC: [u8; 4] = *b"TBAC";
+/// Chunk header: magic, sha256, index, count.
 pub const CHUNK_HEADER: usize = 4 + 32 + 4 + 4;
 
+/// Errors of the adapter transfer protocol.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TransferError {
+    /// The message does not start with [`CHUNK_MAGIC`].
     #[error("link message is not an adapter chunk")]
     NotAChunk,
+    /// Index beyond the announced count (or a count of zero).
     #[error("adapter chunk {index} of {count} is out of range")]
-    BadIndex { index: u32, count: u32 },
+    BadIndex {
+        /// Chunk index.
+        index: u32,
+        /// Announced chunk count.
+        count: u32,
+    },
+    /// A chunk of another file arrived mid-transfer.
     #[error("adapter chunk belongs to another transfer (adapter {found}, expected {expected})")]
-    OtherAdapter { expected: String, found: String },
+    OtherAdapter {
+        /// Hash prefix (hex) of the transfer in progress.
+        expected: String,
+        /// Hash prefix (hex) of the chunk.
+        found: String,
+    },
+    /// The reassembled file does not match the announced sha256.
     #[error(
         "reassembled adapter has sha256 {found}, the sender announced {expected}: corrupt transfer"
     )]
-    HashMismatch { expected: String, found: String },
+    HashMismatch {
+        /// Announced sha256 (hex).
+        expected: String,
+        /// Computed sha256 (hex).
+        found: String,
+    },
+    /// The file needs more than 2^32 chunks.
     #[error("adapter of {0} bytes needs more than 2^32 chunks")]
     TooLarge(usize),
 }
@@ -54,6 +77,7 @@ pub struct Assembler {
 }
 
 impl Assembler {
+    /// An empty assembler.
     pub fn new() -> Self {
         Self::default()
     }

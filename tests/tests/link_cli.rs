@@ -254,3 +254,51 @@ fn sealed_broadcast_through_a_pipe_never_logs_the_key() {
     );
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn kiss_over_tcp_ports_between_the_real_binaries() {
+    // Two TCP connections joined by a relay stand in for a pair of networked KISS TNCs
+    // (`--port tcp:HOST:PORT`); both ends frame with KISS, the relay only copies bytes.
+    use std::net::TcpListener;
+    let srv = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("tcp:{}", srv.local_addr().unwrap());
+    let relay = std::thread::spawn(move || {
+        let (a, _) = srv.accept().unwrap();
+        let (b, _) = srv.accept().unwrap();
+        let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+        let (mut a, mut b) = (a, b);
+        let t = std::thread::spawn(move || std::io::copy(&mut a, &mut b2));
+        let _ = std::io::copy(&mut b, &mut a2);
+        let _ = t.join();
+    });
+    let out = scratch("kiss-tcp");
+    let listener = Command::new(bin("tenbit-edge"))
+        .args([
+            "listen", "--raw", "--count", "1", "--link", "kiss", "--port", &addr,
+        ])
+        .arg("--out-dir")
+        .arg(&out)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let frame: Vec<u8> = (0..300u32).map(|i| (i * 7 + 0xC0) as u8).collect(); // FEND/FESC inside
+    let sent = tenbit_tests::run(
+        &bin("tenbit"),
+        &["send", "--frame", "--link", "kiss", "--port", &addr],
+        &frame,
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let got = listener.wait_with_output().unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(out.join("msg-00001.tb")).unwrap(), frame);
+    drop(relay);
+}

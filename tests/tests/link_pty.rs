@@ -10,7 +10,7 @@ use serialport::{SerialPort, TTYPort};
 use tenbit_link::io::{open_serial, LinkConfig, Mode, Received, Receiver, ReceiverStats, Sender};
 use tenbit_link::seal::Key;
 use tenbit_link::sim::Rng;
-use tenbit_link::{LinkError, LinkProfile};
+use tenbit_link::{ArqError, LinkError, LinkProfile};
 
 /// A pty pair: (master port, slave path opened through `open_serial`).
 fn pty_pair() -> (TTYPort, Box<dyn serialport::SerialPort>, String) {
@@ -81,7 +81,7 @@ fn sealed_arq_over_a_pty_delivers_exactly() {
         assert!(r.acks >= 1 && r.wire_bytes > m.len() as u64);
     }
     let (got, stats, end) = rx.join().unwrap();
-    assert_eq!(end, LinkError::Timeout);
+    assert!(matches!(end, LinkError::Timeout), "{end:?}");
     let got: Vec<Vec<u8>> = got
         .into_iter()
         .map(|r| {
@@ -186,9 +186,14 @@ fn replayed_bytes_are_not_delivered_twice() {
 fn missing_port_gives_a_clear_error() {
     let err = open_serial("/dev/ttyTENBIT-does-not-exist", 115_200).unwrap_err();
     assert_eq!(
-        err.to_string(),
+        format!("{}: {}", err, std::error::Error::source(&err).unwrap()),
         "cannot open serial port /dev/ttyTENBIT-does-not-exist: No such file or directory"
     );
+    // The std::io::ErrorKind survives the link error (it used to be flattened into a String).
+    match err {
+        LinkError::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -225,7 +230,7 @@ fn sender_reports_loss_when_nobody_answers() {
         .send(&mut master, b"hello?", |_| {})
         .unwrap_err();
     assert!(
-        matches!(err, LinkError::MessageLost { tries: 3, .. }),
+        matches!(err, LinkError::Arq(ArqError::Lost { tries: 3, .. })),
         "{err}"
     );
 }

@@ -40,11 +40,11 @@ fn receive(link: LinkArgs, out: PathBuf, model: ModelArgs) -> Result<()> {
     let port = link.open()?;
     let mut rx = Receiver::new(port, &cfg)?;
     let mut asm = Assembler::new();
-    tracing::info!(port = %link.port, "waiting for an adapter");
+    tracing::info!(port = %link.port_name(), "waiting for an adapter");
     let bytes = loop {
         let ev = rx
             .next_event()
-            .with_context(|| format!("link on {} failed", link.port))?;
+            .with_context(|| format!("link on {} failed", link.port_name()))?;
         let msg = match ev {
             Event::Message(m) => m,
             Event::Lost { msg_id } => {

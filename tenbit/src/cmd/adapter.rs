@@ -101,7 +101,7 @@ fn send(file: &std::path::Path, link: &LinkArgs, quiet: bool) -> Result<()> {
     for c in &chunks {
         let r = sender
             .send(&mut port, c, |_| {})
-            .with_context(|| format!("sending over {} failed", link.port))?;
+            .with_context(|| format!("sending over {} failed", link.port_name()))?;
         packets += r.packets_sent as u64;
         retx += r.retransmissions as u64;
         air += r.airtime_us;
