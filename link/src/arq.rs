@@ -232,11 +232,9 @@ impl ArqSender {
     }
 }
 
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// The first SplitMix64 output for seed `z`: a well-mixed jitter seed per message.
+fn splitmix(z: u64) -> u64 {
+    tenbit_wire::rng::SplitMix64::new(z).next_u64()
 }
 
 #[cfg(test)]

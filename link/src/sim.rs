@@ -14,21 +14,19 @@ use super::profile::{LinkProfile, Pacer};
 use super::reassembly::Reassembler;
 use super::{LinkError, MAX_MTU};
 
-/// Deterministic xorshift64* generator.
+/// Deterministic xorshift64* generator (the project's one copy lives in `tenbit_wire::rng`;
+/// this adds the simulator's draws on top of it).
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(tenbit_wire::rng::XorShift64Star);
 
 impl Rng {
     /// A generator from `seed` (any value).
     pub fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(tenbit_wire::rng::XorShift64Star::new(seed))
     }
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
     /// True with probability `ppm` / 1e6.
     pub fn chance(&mut self, ppm: u32) -> bool {
@@ -36,7 +34,7 @@ impl Rng {
     }
     /// Uniform in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
+        self.0.below(n)
     }
 }
 
