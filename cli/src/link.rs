@@ -140,7 +140,10 @@ pub struct LinkArgs {
         value_name = "LINK"
     )]
     pub link: LinkSpec,
+    // RNode radio settings (their own flags carry the help text; a doc comment here would
+    // replace clap's group description).
     #[command(flatten)]
+    #[allow(missing_docs)]
     pub rnode: RnodeArgs,
     /// UART speed to the device (default: the profile's baud for serial, 9600 for LoRa modems).
     #[arg(long, value_name = "BAUD")]

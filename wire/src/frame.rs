@@ -42,6 +42,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode of a header's three mode bits, if it is one this build knows.
     pub fn from_bits(v: u8) -> Option<Mode> {
         match v {
             0 => Some(Mode::Lossless),
@@ -65,16 +66,20 @@ impl Flags {
     /// Reserved for future use; must be zero in versions 1 and 2.
     pub const RESERVED: Flags = Flags(4);
 
+    /// The three flag bits.
     pub const fn bits(self) -> u8 {
         self.0
     }
+    /// Flags from a header's low three bits.
     pub const fn from_bits(b: u8) -> Flags {
         Flags(b & 7)
     }
     #[must_use]
+    /// These flags and `f`.
     pub const fn with(self, f: Flags) -> Flags {
         Flags(self.0 | f.0)
     }
+    /// Whether every flag of `f` is set.
     pub const fn contains(self, f: Flags) -> bool {
         self.0 & f.0 == f.0
     }
@@ -93,10 +98,15 @@ impl ModelIdentity {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+/// The two header bytes, parsed.
 pub struct FrameHeader {
+    /// Format version (1..=[`FRAME_VERSION`]); it names the calibration of the CDF.
     pub version: u8,
+    /// What the payload means.
     pub mode: Mode,
+    /// How the prompt is used.
     pub flags: Flags,
+    /// First byte of the identity the frame was coded with.
     pub model_tag: u8,
 }
 
@@ -110,18 +120,40 @@ struct WireHeader {
 /// A checked frame borrowing its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frame<'a> {
+    /// The checked header.
     pub header: FrameHeader,
+    /// The payload between header and checksum.
     pub payload: &'a [u8],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+/// Why a frame was refused (or could not be written).
 pub enum FrameError {
-    Truncated { len: usize },
-    NewerVersion { found: u8, supported: u8 },
+    /// Shorter than a header and a checksum.
+    Truncated {
+        /// Bytes received.
+        len: usize,
+    },
+    /// Made by a newer tenbit.
+    NewerVersion {
+        /// The frame's version.
+        found: u8,
+        /// The newest this build reads.
+        supported: u8,
+    },
+    /// A mode this build does not know.
     UnknownMode(u8),
-    ModelMismatch { frame_tag: u8, local_tag: u8 },
+    /// Coded with another model or adapter (the tag differs).
+    ModelMismatch {
+        /// The frame's tag.
+        frame_tag: u8,
+        /// This decoder's tag.
+        local_tag: u8,
+    },
+    /// The checksum does not match: damaged, or another identity whose tag collides.
     Corrupt,
+    /// The output buffer is full.
     Full,
 }
 

@@ -19,7 +19,7 @@
 //! byte for byte. Keeping it `no_std`, free of `unsafe` and free of floating-point arithmetic
 //! makes it identical on every target by construction, and means a change to the format touches
 //! this crate and the codec driver in `tenbit-lm`, nowhere else.
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
