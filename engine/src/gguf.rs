@@ -16,46 +16,70 @@ const MAGIC: u32 = 0x4655_4747; // "GGUF" little-endian
 const MAX_COUNT: u64 = 1 << 24;
 
 #[derive(Debug, thiserror::Error)]
+/// Errors of reading a GGUF file: what is wrong and where, so a bad download is named.
 pub enum GgufError {
     #[error("cannot open model file {path}: {source}")]
+    /// The file could not be opened or mapped.
     Io {
+        /// The file.
         path: PathBuf,
         #[source]
+        /// The OS error.
         source: std::io::Error,
     },
     #[error("{0} is not a GGUF file (bad magic)")]
+    /// The file does not start with `GGUF`.
     BadMagic(PathBuf),
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
+    /// A GGUF version this reader does not know.
     Version(u32),
     #[error("GGUF file is truncated or corrupt at byte {0}")]
+    /// A read ran past the end of the file (byte offset).
     Truncated(usize),
     #[error("GGUF metadata: {0}")]
+    /// A header value that cannot be right (counts, offsets, types).
     Invalid(String),
     #[error("GGUF metadata key `{0}` is missing or has the wrong type")]
+    /// A metadata key the model needs is absent or of another type.
     MissingKey(String),
     #[error("tensor `{0}` is missing from the model")]
+    /// A tensor the model needs is absent.
     MissingTensor(String),
 }
 
 /// One metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
+    /// GGUF type 0.
     U8(u8),
+    /// GGUF type 1.
     I8(i8),
+    /// GGUF type 2.
     U16(u16),
+    /// GGUF type 3.
     I16(i16),
+    /// GGUF type 4.
     U32(u32),
+    /// GGUF type 5.
     I32(i32),
+    /// GGUF type 6.
     F32(f32),
+    /// GGUF type 7.
     Bool(bool),
+    /// GGUF type 8 (UTF-8).
     Str(String),
+    /// GGUF type 9 (elements of one type).
     Array(Vec<Value>),
+    /// GGUF type 10.
     U64(u64),
+    /// GGUF type 11.
     I64(i64),
+    /// GGUF type 12.
     F64(f64),
 }
 
 impl Value {
+    /// Any non-negative integer value, widened (files differ in the width they use).
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             Value::U8(v) => Some(v as u64),
@@ -69,6 +93,7 @@ impl Value {
             _ => None,
         }
     }
+    /// An f32 value (f64 values are not narrowed: that would round).
     pub fn as_f32(&self) -> Option<f32> {
         match *self {
             Value::F32(v) => Some(v),
@@ -76,12 +101,14 @@ impl Value {
             _ => None,
         }
     }
+    /// A string value.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
             _ => None,
         }
     }
+    /// An array value's elements.
     pub fn as_array(&self) -> Option<&[Value]> {
         match self {
             Value::Array(a) => Some(a),
@@ -94,25 +121,42 @@ impl Value {
 /// file still opens and the engine can name the unsupported type in its error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GgmlType {
+    /// 32-bit float.
     F32,
+    /// IEEE half.
     F16,
+    /// 4-bit, scale only.
     Q4_0,
+    /// 4-bit, scale and min.
     Q4_1,
+    /// 5-bit, scale only.
     Q5_0,
+    /// 5-bit, scale and min.
     Q5_1,
+    /// 8-bit, scale only.
     Q8_0,
+    /// 8-bit with a sum (ggml's activation format).
     Q8_1,
+    /// 2-bit K-quant.
     Q2K,
+    /// 3-bit K-quant.
     Q3K,
+    /// 4-bit K-quant (super-blocks of 256).
     Q4K,
+    /// 5-bit K-quant.
     Q5K,
+    /// 6-bit K-quant.
     Q6K,
+    /// 8-bit K-quant.
     Q8K,
+    /// bfloat16.
     BF16,
+    /// A type id this reader does not name.
     Other(u32),
 }
 
 impl GgmlType {
+    /// The type of a GGUF type id.
     pub fn from_id(id: u32) -> Self {
         match id {
             0 => Self::F32,
@@ -157,10 +201,13 @@ impl GgmlType {
 }
 
 #[derive(Debug, Clone)]
+/// A tensor's directory entry: name, shape, type and where its data lies.
 pub struct TensorInfo {
+    /// The tensor's name, e.g. `blk.0.attn_q.weight`.
     pub name: String,
     /// ggml order: `dims[0]` is the contiguous (row) length.
     pub dims: Vec<u64>,
+    /// Element type.
     pub ggml_type: GgmlType,
     /// Absolute byte offset of the data in the file.
     pub offset: usize,
@@ -169,6 +216,7 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// Number of elements (product of the dimensions).
     pub fn n_elements(&self) -> u64 {
         self.dims.iter().product()
     }
@@ -178,8 +226,11 @@ impl TensorInfo {
 pub struct Gguf {
     path: PathBuf,
     map: Mmap,
+    /// GGUF format version (2 or 3).
     pub version: u32,
+    /// Key-value metadata (architecture, hyper-parameters, tokenizer).
     pub metadata: BTreeMap<String, Value>,
+    /// The tensor directory, in file order.
     pub tensors: Vec<TensorInfo>,
 }
 
@@ -274,6 +325,7 @@ impl<'a> Cursor<'a> {
 }
 
 impl Gguf {
+    /// Map and parse a file; every count and offset is checked before use.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, GgufError> {
         let path = path.as_ref().to_path_buf();
         let io = |source| GgufError::Io {
@@ -339,7 +391,7 @@ impl Gguf {
                 .ok_or_else(|| GgufError::Invalid(format!("tensor {name} size overflows")))?;
             let size = match ggml_type.block_layout() {
                 Some((be, bb)) => {
-                    if n % be as u64 != 0 {
+                    if !n.is_multiple_of(be as u64) {
                         return Err(GgufError::Invalid(format!(
                             "tensor {name}: {n} elements not a multiple of block {be}"
                         )));
@@ -375,6 +427,7 @@ impl Gguf {
         })
     }
 
+    /// The file this was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -384,28 +437,33 @@ impl Gguf {
         &self.map
     }
 
+    /// A metadata value.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.metadata.get(key)
     }
 
+    /// A required integer value.
     pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
         self.get(key)
             .and_then(Value::as_u64)
             .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
+    /// A required f32 value.
     pub fn get_f32(&self, key: &str) -> Result<f32, GgufError> {
         self.get(key)
             .and_then(Value::as_f32)
             .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
+    /// A required string value.
     pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
         self.get(key)
             .and_then(Value::as_str)
             .ok_or_else(|| GgufError::MissingKey(key.into()))
     }
 
+    /// A required array value.
     pub fn get_array(&self, key: &str) -> Result<&[Value], GgufError> {
         self.get(key)
             .and_then(Value::as_array)
@@ -417,6 +475,7 @@ impl Gguf {
         self.get_str("general.architecture")
     }
 
+    /// A required tensor's directory entry.
     pub fn tensor(&self, name: &str) -> Result<&TensorInfo, GgufError> {
         self.tensors
             .iter()

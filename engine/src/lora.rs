@@ -7,7 +7,7 @@
 //! batch, on one thread. At rank 8 this costs ~1% of a forward pass, so no SIMD is worth the risk.
 //!
 //! The adapter's identity is the sha256 of its file; frames name `(model, adapter)` through
-//! [`crate::lm_codec::identity_of`], so a frame coded with an adapter never decodes without it.
+//! `tenbit_lm::codec::identity_of`, so a frame coded with an adapter never decodes without it.
 //!
 //! ## File format, version 1 (all integers and floats little-endian)
 //!
@@ -32,38 +32,61 @@ use sha2::{Digest, Sha256};
 
 use crate::quant::f16_to_f32;
 
+/// First bytes of every adapter file.
 pub const MAGIC: [u8; 8] = *b"TBLORA\0\x01";
+/// The adapter format version this build writes (and the newest it reads).
 pub const VERSION: u16 = 1;
 const HEADER_LEN: usize = 8 + 2 + 1 + 1 + 32 + 2 + 2 + 4 + 12;
 
 #[derive(Debug, thiserror::Error)]
+/// Errors of loading or applying an adapter: each says what to do about it.
 pub enum AdapterError {
     #[error("cannot read adapter {path}: {source}")]
+    /// The file could not be read or written.
     Io {
+        /// The file.
         path: String,
+        /// The OS error.
         source: std::io::Error,
     },
     #[error("not a tenbit LoRA adapter (bad magic)")]
+    /// Not an adapter file.
     BadMagic,
     #[error("adapter format version {0} is newer than this build supports ({VERSION}); upgrade")]
+    /// Made by a newer tenbit.
     NewerVersion(u16),
     #[error("adapter is corrupt: {0}")]
+    /// Lengths or values that cannot be right.
     Corrupt(String),
     #[error("adapter was trained for base model sha256 {expected}, but the loaded model is {found}; load the matching model")]
-    WrongBase { expected: String, found: String },
+    /// Made for another base model file (sha256 hex of both).
+    WrongBase {
+        /// sha256 (hex) of the model the adapter was made for.
+        expected: String,
+        /// sha256 (hex) of the loaded model.
+        found: String,
+    },
     #[error("adapter shape ({0}) does not match the loaded model")]
+    /// Widths or layer count differ from the base model's.
     Shape(String),
 }
 
 /// The projections an adapter can modify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
+    /// Query projection.
     Q,
+    /// Key projection.
     K,
+    /// Value projection.
     V,
+    /// Attention output projection.
     O,
+    /// FFN gate projection.
     Gate,
+    /// FFN up projection.
     Up,
+    /// FFN down projection.
     Down,
 }
 
@@ -79,6 +102,7 @@ impl Target {
         Target::Down,
     ];
 
+    /// The name used on command lines and in `tenbit lora info`.
     pub fn name(self) -> &'static str {
         match self {
             Target::Q => "q",
@@ -100,6 +124,7 @@ impl Target {
             .join(",")
     }
 
+    /// This target's bit in the file's target mask.
     pub fn bit(self) -> u8 {
         1 << Target::ALL.iter().position(|t| *t == self).unwrap()
     }
@@ -128,9 +153,13 @@ impl std::str::FromStr for Target {
 /// The base model's widths an adapter was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdapterDims {
+    /// Transformer layers.
     pub n_layer: usize,
+    /// Model width.
     pub n_embd: usize,
+    /// Width of the key/value projections.
     pub kv_dim: usize,
+    /// FFN hidden width.
     pub n_ff: usize,
 }
 
@@ -138,14 +167,18 @@ pub struct AdapterDims {
 /// widens to f32 exactly, so the engine computes the same with either.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dtype {
+    /// 32-bit floats.
     F32,
+    /// IEEE halves (half the size).
     F16,
 }
 
 /// One projection's low-rank pair: `a` is rank × in, `b` is out × rank, both row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoraPair {
+    /// The down-projection, rank x in, row-major.
     pub a: Vec<f32>,
+    /// The up-projection, out x rank, row-major.
     pub b: Vec<f32>,
 }
 
@@ -153,11 +186,17 @@ pub struct LoraPair {
 #[derive(Debug, Clone)]
 pub struct Adapter {
     hash: [u8; 32],
+    /// sha256 of the base model file it was made for.
     pub base_model: [u8; 32],
+    /// Rank of every pair.
     pub rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
     pub alpha: f32,
+    /// How the weights are stored in the file.
     pub dtype: Dtype,
+    /// The adapted projections, in mask-bit order.
     pub targets: Vec<Target>,
+    /// The base model's widths.
     pub dims: AdapterDims,
     /// `layers[l][i]` is the pair for `targets[i]` in layer l.
     pub layers: Vec<Vec<LoraPair>>,
@@ -183,6 +222,7 @@ impl Adapter {
         Adapter::from_bytes(&bytes)
     }
 
+    /// Read and check an adapter file.
     pub fn load(path: impl AsRef<Path>) -> Result<Adapter, AdapterError> {
         let p = path.as_ref();
         let bytes = std::fs::read(p).map_err(|source| AdapterError::Io {
@@ -192,6 +232,7 @@ impl Adapter {
         Adapter::from_bytes(&bytes)
     }
 
+    /// Parse and check an adapter from its file bytes (every length checked before use).
     pub fn from_bytes(buf: &[u8]) -> Result<Adapter, AdapterError> {
         if buf.len() < 8 || buf[..8] != MAGIC {
             return Err(AdapterError::BadMagic);
@@ -315,6 +356,7 @@ impl Adapter {
         .expect("a loaded adapter re-encodes")
     }
 
+    /// Write the adapter's file.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), AdapterError> {
         let p = path.as_ref();
         std::fs::write(p, self.to_bytes()).map_err(|source| AdapterError::Io {
@@ -328,6 +370,7 @@ impl Adapter {
         self.hash
     }
 
+    /// Size of the adapter's file in bytes (what shipping it to the board costs).
     pub fn file_len(&self) -> usize {
         self.file_len
     }

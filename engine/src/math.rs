@@ -6,7 +6,10 @@
 //! and aarch64 produce the same bits. Rust never fuses `a * b + c` into an FMA on its own, and
 //! this module never asks it to.
 
+// The digits are fdlibm's, kept verbatim; each literal rounds to the intended f64.
+#[allow(clippy::excessive_precision)]
 const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-01;
+#[allow(clippy::excessive_precision)]
 const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
 const LOG2E: f64 = core::f64::consts::LOG2_E;
 
@@ -63,7 +66,10 @@ pub fn silu(x: f32) -> f32 {
 
 /// Natural log in f64 for x > 0 (used only to build RoPE tables).
 pub fn ln_f64(x: f64) -> f64 {
-    if !(x > 0.0) || x.is_infinite() {
+    // Written negated so that NaN takes this branch too.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let bad = !(x > 0.0) || x.is_infinite();
+    if bad {
         return f64::NAN;
     }
     // x = m * 2^e with m in [sqrt(1/2), sqrt(2)).
@@ -95,8 +101,12 @@ pub fn pow_f64(base: f64, y: f64) -> f64 {
 /// (sin x, cos x) in f64, deterministic. Cody-Waite reduction by pi/2 in three parts; accurate
 /// to ~1e-15 for |x| up to ~1e6, far beyond the RoPE angles (position * 1.0).
 pub fn sin_cos_f64(x: f64) -> (f64, f64) {
+    // fdlibm's digits, kept verbatim (each literal rounds to the intended f64).
+    #[allow(clippy::excessive_precision)]
     const PIO2_1: f64 = 1.570_796_326_734_125_614_17;
+    #[allow(clippy::excessive_precision)]
     const PIO2_2: f64 = 6.077_100_506_303_965_976_60e-11;
+    #[allow(clippy::excessive_precision)]
     const PIO2_3: f64 = 2.022_266_248_711_166_455_79e-21;
     const TWO_OVER_PI: f64 = core::f64::consts::FRAC_2_PI;
     let n = (x * TWO_OVER_PI + 0.5).floor();

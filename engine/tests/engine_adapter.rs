@@ -73,6 +73,7 @@ fn adapter(m: &Model, zero_b: bool) -> Adapter {
 fn opts(kernel: KernelLevel, threads: usize) -> SessionOptions {
     SessionOptions {
         threads,
+        oversubscribe: true,
         kernel: Some(kernel),
         max_ctx: 64,
     }

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use tenbit_catalogue as catalogue;
 use tenbit_engine::gguf::GgmlType;
-use tenbit_engine::kquant::dequant_row;
+use tenbit_engine::quant::dequant_row;
 use tenbit_engine::{logits_hash, KernelLevel, Model, Session, SessionOptions, TokenId};
 
 const N: usize = 24;
@@ -43,6 +43,7 @@ fn tokens(n_vocab: usize) -> Vec<TokenId> {
 fn opts(kernel: KernelLevel, threads: usize) -> SessionOptions {
     SessionOptions {
         threads,
+        oversubscribe: true,
         kernel: Some(kernel),
         max_ctx: 128,
     }
