@@ -12,6 +12,8 @@
 //! Sequences are laid out exactly as `lm_codec` codes them (chat template, end-of-turn token),
 //! so the adapter learns the distribution the range coder will actually be driven by.
 
+#![deny(missing_docs)]
+
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -24,27 +26,39 @@ use tenbit_lm::chat::ChatTemplate;
 use tenbit_lm::tokenizer::Tokenizer;
 use tenbit_wire::rng::XorShift64Star;
 
+/// Why training stopped; each variant names the layer that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
+    /// The autograd library failed (shape error, allocation).
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
+    /// The adapter could not be built or written.
     #[error(transparent)]
     Adapter(#[from] AdapterError),
+    /// The model's tokenizer could not be read.
     #[error(transparent)]
     Tokenizer(#[from] tenbit_lm::tokenizer::TokenizerError),
+    /// The model's chat template could not be read.
     #[error(transparent)]
     Chat(#[from] tenbit_lm::chat::ChatError),
+    /// The GGUF file is malformed or lacks a tensor training needs.
     #[error(transparent)]
     Gguf(#[from] tenbit_engine::gguf::GgufError),
+    /// A training file could not be read.
     #[error("cannot read training data {path}: {source}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The data directory holds nothing to train on.
     #[error("no training text found in {0} (plain text files, or NAME.prompt.txt + NAME.response.txt pairs)")]
     NoData(String),
+    /// The model's architecture or tensor types are not supported by the trainer.
     #[error("unsupported model for training: {0}")]
     Unsupported(String),
+    /// The loss became NaN or infinite at this step.
     #[error("training diverged at step {0} (loss is not finite); lower --lr")]
     Diverged(usize),
 }
@@ -52,10 +66,15 @@ pub enum TrainError {
 /// Training hyper-parameters.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
+    /// LoRA rank r: the adapter adds r x (in + out) weights per projection.
     pub rank: usize,
+    /// LoRA alpha; the update is scaled by alpha / rank, as the engine applies it.
     pub alpha: f32,
+    /// Projections that get an adapter pair.
     pub targets: Vec<Target>,
+    /// Optimiser steps (one sequence per step).
     pub steps: usize,
+    /// AdamW learning rate.
     pub lr: f64,
     /// Tokens per training sequence (context included).
     pub seq_len: usize,
@@ -158,6 +177,7 @@ pub fn doc_for(tok: &Tokenizer, chat: &ChatTemplate, prompt: Option<&[u8]>, text
 /// A training sequence: tokens, and from which position on the loss counts.
 #[derive(Debug, Clone)]
 pub struct Sequence {
+    /// Chat-templated tokens, context first, exactly as the codec sees them.
     pub tokens: Vec<TokenId>,
     /// Index of the first token whose *prediction* is scored (>= 1).
     pub first_scored: usize,
@@ -169,12 +189,15 @@ pub struct Sequence {
 pub struct Rng(XorShift64Star);
 
 impl Rng {
+    /// A generator whose whole stream follows from `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(XorShift64Star::new(seed))
     }
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
+    /// Uniform in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
         self.0.below(n as u64) as usize
     }
@@ -269,6 +292,7 @@ fn dequant(model: &Model, name: &str, cols: usize) -> Result<Vec<f32>, TrainErro
 }
 
 impl BaseModel {
+    /// Dequantise the engine's frozen weights into f32 tensors (exactly, block by block).
     pub fn from_engine(model: &Model) -> Result<BaseModel, TrainError> {
         let cfg = model.config();
         if cfg.arch != "llama" {
@@ -442,7 +466,9 @@ impl BaseModel {
 /// Trainable LoRA pairs: per layer, per projection (engine order q k v o gate up down),
 /// `a` is stored transposed (in × rank) and `b` transposed (rank × out) for row-vector math.
 pub struct Lora {
+    /// LoRA rank.
     pub rank: usize,
+    /// LoRA alpha (scale alpha / rank).
     pub alpha: f32,
     scale: f64,
     targets: Vec<Target>,
@@ -501,6 +527,7 @@ impl Lora {
             .map(|(a, b)| (a.as_tensor(), b.as_tensor()))
     }
 
+    /// Every trainable tensor, for the optimiser.
     pub fn vars(&self) -> Vec<Var> {
         self.pairs
             .iter()
@@ -548,9 +575,13 @@ impl Lora {
 /// What the progress callback sees after each step.
 #[derive(Debug, Clone, Copy)]
 pub struct StepReport {
+    /// Steps done so far (1-based).
     pub step: usize,
+    /// Steps in the whole run.
     pub steps: usize,
+    /// Mean cross-entropy of this step's scored tokens, in nats.
     pub loss: f32,
+    /// Tokens processed so far, for tokens/s.
     pub tokens: usize,
 }
 

@@ -119,7 +119,7 @@ impl<S: ByteSink> RangeEncoder<S> {
 
     fn shift_low(&mut self) -> Result<(), CoderError> {
         let top = (self.low >> 56) as u64; // may be 0x100.. with a carry
-        if top < 0xff || top > 0xff {
+        if top != 0xff {
             let carry = (self.low >> 64) as u8;
             let c = self.cache.wrapping_add(carry);
             self.emit(c)?;
