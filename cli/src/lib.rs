@@ -134,22 +134,51 @@ impl ModelArgs {
     }
 }
 
-/// Logging to stderr via `tracing`; `RUST_LOG` overrides the verbosity flags.
-pub fn init_logging(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "info",
-        (false, 2) => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .without_time()
-        .try_init();
+/// The verbosity flags both binaries take, global so they work before or after the subcommand.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LogArgs {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr; no progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl LogArgs {
+    /// Logging to stderr via `tracing`; `RUST_LOG` overrides the flags.
+    pub fn init(&self) {
+        let level = match (self.quiet, self.verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn",
+            (false, 1) => "info",
+            (false, 2) => "debug",
+            _ => "trace",
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .without_time()
+            .try_init();
+    }
+}
+
+/// The end of both binaries' `main`: print the error chain after the program's name and exit
+/// with the status `code` gives the cause (so scripts can tell a dead port from a bad frame).
+pub fn finish(
+    program: &str,
+    result: Result<()>,
+    code: impl Fn(&anyhow::Error) -> u8,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{program}: error: {e:#}");
+            std::process::ExitCode::from(code(&e))
+        }
+    }
 }
 
 /// Map an error to the documented exit status.

@@ -24,12 +24,8 @@ tenbit-edge listen --port /dev/ttyUSB0 --out-dir /var/lib/tenbit  # one file per
     after_help = EXIT_CODES_HELP
 )]
 struct Cli {
-    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Only errors on stderr.
-    #[arg(short, long, global = true)]
-    quiet: bool,
+    #[command(flatten)]
+    log: cli::LogArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -66,7 +62,7 @@ fn run(cli: Cli) -> Result<()> {
             args,
             prompt,
             model,
-        } => cli::decode_command(&args, &prompt, &model, None, cli.quiet),
+        } => cli::decode_command(&args, &prompt, &model, None, cli.log.quiet),
         Cmd::Listen(a) => cmd::listen::run(a),
         Cmd::Adapter { cmd } => cmd::adapter::run(cmd),
         Cmd::Info(a) => cmd::info::run(a),
@@ -76,12 +72,6 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.verbose, cli.quiet);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tenbit-edge: error: {e:#}");
-            ExitCode::from(cli::exit_code(&e))
-        }
-    }
+    cli.log.init();
+    cli::finish("tenbit-edge", run(cli), cli::exit_code)
 }

@@ -30,12 +30,8 @@ echo 'Hello there!' | tenbit encode | tenbit decode",
     after_help = EXIT_CODES_HELP
 )]
 struct Cli {
-    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    verbose: u8,
-    /// Only errors on stderr; no progress bars.
-    #[arg(short, long, global = true)]
-    quiet: bool,
+    #[command(flatten)]
+    log: cli::LogArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -81,7 +77,7 @@ enum Cmd {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let quiet = cli.quiet;
+    let quiet = cli.log.quiet;
     match cli.cmd {
         Cmd::Encode(a) => cmd::encode::run(a, quiet),
         Cmd::Decode(a) => cmd::decode::run(a, quiet),
@@ -111,12 +107,6 @@ fn exit_code(err: &anyhow::Error) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.verbose, cli.quiet);
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tenbit: error: {e:#}");
-            ExitCode::from(exit_code(&e))
-        }
-    }
+    cli.log.init();
+    cli::finish("tenbit", run(cli), exit_code)
 }

@@ -45,7 +45,7 @@ pub enum TrainError {
     #[error(transparent)]
     Gguf(#[from] tenbit_engine::gguf::GgufError),
     /// A training file could not be read.
-    #[error("cannot read training data {path}: {source}")]
+    #[error("cannot read training data {path}")]
     Io {
         /// The file or directory.
         path: String,
