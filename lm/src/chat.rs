@@ -16,10 +16,18 @@ use tenbit_wire::TokenId;
 use crate::tokenizer::Tokenizer;
 use tenbit_engine::gguf::Gguf;
 
+/// Why a model's chat template cannot be used to lay out messages.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
+    /// The template is not ChatML; tenbit lays out only ChatML itself (bit-exact on both ends).
     #[error("chat template of {model} is not supported (tenbit supports ChatML templates: <|im_start|>role ... <|im_end|>); template begins: {start:?}")]
-    Unsupported { model: String, start: String },
+    Unsupported {
+        /// The model's `general.name`.
+        model: String,
+        /// The template's first characters, to recognise it.
+        start: String,
+    },
+    /// A ChatML special token is not in the vocabulary.
     #[error("the vocabulary lacks the ChatML token {0}")]
     MissingToken(&'static str),
 }
@@ -125,6 +133,7 @@ impl<'t> Builder<'t> {
 }
 
 impl ChatTemplate {
+    /// Read the template from the GGUF and resolve its special tokens once.
     pub fn from_gguf(g: &Gguf) -> Result<Self, ChatError> {
         let tmpl = g.get_str("tokenizer.chat_template").unwrap_or("");
         let model = g.get_str("general.name").unwrap_or("this model");

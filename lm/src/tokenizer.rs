@@ -37,14 +37,19 @@ use unicode_general_category::{get_general_category, GeneralCategory};
 
 use tenbit_engine::gguf::{Gguf, GgufError};
 
+/// Why a model's vocabulary cannot drive the tokenizer.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
+    /// The GGUF's tokenizer metadata could not be read.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// Not byte-level BPE (SentencePiece and others are not implemented).
     #[error("unsupported tokenizer model `{0}` (only byte-level BPE, `gpt2`, is supported)")]
     UnsupportedModel(String),
+    /// Some bytes have no token, so some texts could not be coded losslessly.
     #[error("only {0} of 256 byte tokens in the vocabulary: not a byte-level BPE vocabulary")]
     NotByteLevel(usize),
+    /// Merges, types or scores disagree with the vocabulary.
     #[error("tokenizer metadata is inconsistent: {0}")]
     Invalid(String),
 }
@@ -505,6 +510,7 @@ impl Tokenizer {
         }
     }
 
+    /// Number of tokens, specials included (the length of every logits row).
     pub fn vocab_size(&self) -> usize {
         self.special.len()
     }
@@ -515,10 +521,12 @@ impl Tokenizer {
         self.by_spelling.get(piece).map(|&i| TokenId(i))
     }
 
+    /// End of sequence: ends a generated reply (for ChatML models, `<|im_end|>` ends a turn).
     pub fn eos(&self) -> TokenId {
         TokenId(self.eos)
     }
 
+    /// Beginning of sequence, if the model uses one.
     pub fn bos(&self) -> Option<TokenId> {
         self.bos.map(TokenId)
     }
