@@ -53,7 +53,7 @@ fi
 # --- 1. firmware ------------------------------------------------------------------------------
 say "building relay firmware (thumbv7em-none-eabihf)"
 fw_target=${CARGO_TARGET_DIR:-$repo/target}/relay
-(cd relay && CARGO_TARGET_DIR=$fw_target "$repo/../shared/tools/cross-aarch64.sh" \
+(cd relay && CARGO_TARGET_DIR=$fw_target "$here/cross.sh" \
    cargo build --release --locked --target thumbv7em-none-eabihf)
 elf=$fw_target/thumbv7em-none-eabihf/release/tenbit-relay
 read -r text data bss _ < <(arm-none-eabi-size "$elf" | tail -1)
@@ -104,6 +104,9 @@ for side in A B; do
   pids+=($!)
 done
 wait_for "socat ptys" test -e "$work/hostA" -a -e "$work/qemuA" -a -e "$work/hostB" -a -e "$work/qemuB"
+# Hold the host ends open for the whole test (as a plugged-in USB adapter stays open): the
+# processes under test come and go, and a pty whose last opener closes can drop bytes in flight.
+exec 3<>"$work/hostA" 4<>"$work/hostB"
 
 : >"$work/relay.defmt"
 qemu-system-arm -M mps2-an386 -display none -monitor none -nodefaults -nic none \

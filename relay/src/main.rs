@@ -60,6 +60,10 @@ impl Uart {
         u.wr(CTRL, 0);
         u.wr(BAUDDIV, PCLK_HZ / BAUD);
         u.wr(CTRL, CTRL_TX_EN | CTRL_RX_EN);
+        // Drain the receive register once. On silicon this discards a stale byte; under QEMU
+        // a DATA read is also what tells the character backend the UART takes input again
+        // (enabling RX alone does not), so without it the first bytes could wait unread.
+        let _ = u.rd(DATA);
         u
     }
 
