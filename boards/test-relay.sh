@@ -15,7 +15,8 @@
 #      into ~/.cache/tenbit/tools)
 #   3. bad input: a malformed packet, a packet with a wrong CRC and an oversized frame go into
 #      A; the relay must drop and count each (defmt log: dropped 3: crc 1 malformed 1
-#      oversized 1) and keep running
+#      oversized 1) and keep running; a KISS command frame and a bad-CRC KISS data frame go into
+#      B (the LoRa side): dropped 2: crc 1 malformed 1
 #   4. a held-out response (one packet, ARQ) and a sealed multi-shard message (--mtu 64,
 #      --key-file on both ends; the relay has no key) are decoded by tenbit-edge byte for byte
 #
@@ -148,6 +149,22 @@ wait_for "the relay to drop the 3 bad packets" dropped3
 counts=$(relay_log | grep 'A->B dropped' | tail -1 | sed 's/.*(dropped/dropped/; s/)$//')
 say "bad input: $counts"
 [ "$counts" = "dropped 3: framing 0 crc 1 malformed 1 oversized 1 other 0" ] || { echo "[test-relay] unexpected drop counts: $counts" >&2; exit 1; }
+# ... and on the LoRa side (what a TNC hands the relay): a KISS command frame (not port-0
+# data) and a KISS data frame whose packet fails its CRC.
+python3 - >"$work/hostB" <<'EOF'
+import sys, zlib
+def kiss(cmd, data):
+    esc = data.replace(b"\xdb", b"\xdb\xdd").replace(b"\xc0", b"\xdb\xdc")
+    return b"\xc0" + bytes([cmd]) + esc + b"\xc0"
+single = bytes([0xB0, 0x09]) + b"from the radio"
+wrong_crc = single + (zlib.crc32(single) ^ 0x1).to_bytes(4, "little")
+sys.stdout.buffer.write(kiss(0x06, b"\x01\x02") + kiss(0x00, wrong_crc))
+EOF
+dropped2b() { relay_log | grep -q 'B->A dropped: .*(dropped 2:'; }
+wait_for "the relay to drop the 2 bad frames from the LoRa side" dropped2b
+counts=$(relay_log | grep 'B->A dropped' | tail -1 | sed 's/.*(dropped/dropped/; s/)$//')
+say "bad input from the LoRa side: $counts"
+[ "$counts" = "dropped 2: framing 0 crc 1 malformed 1 oversized 0 other 0" ] || { echo "[test-relay] unexpected drop counts: $counts" >&2; exit 1; }
 
 # --- 4. messages through the relay ---------------------------------------------------------------
 data=tests/data/llm
