@@ -198,6 +198,8 @@ say "round 2: relay forwarded $sealed sealed shard(s) without the key"
 [ "$sealed" -ge 2 ] || { echo "[test-relay] expected a sealed multi-shard message through the relay" >&2; exit 1; }
 kill -0 "$qemu" 2>/dev/null || { echo "[test-relay] QEMU (the relay) stopped" >&2; exit 1; }
 if relay_log | grep -q 'panic'; then echo "[test-relay] the relay panicked" >&2; exit 1; fi
+stack=$(relay_log | grep -o 'stack high water [0-9]* B' | tail -1)
+say "relay $stack (of 65536 B RAM)"
 say "relay log tail:"
 relay_log | tail -3 | sed 's/^/    /'
 failed=0

@@ -198,6 +198,41 @@ impl Counters {
     }
 }
 
+extern "C" {
+    /// End of `.bss`/`.uninit` (cortex-m-rt): the lowest address the stack may reach.
+    static mut __sheap: u32;
+    /// Initial stack pointer (cortex-m-rt): the top of RAM.
+    static _stack_start: u32;
+}
+
+const PAINT: u32 = 0xACAC_ACAC;
+
+/// Fills the unused stack (from the end of static RAM to just below the live frames) with
+/// [`PAINT`], so [`stack_high_water`] can tell how deep the stack has ever grown.
+fn paint_stack() {
+    let bottom = core::ptr::addr_of_mut!(__sheap) as usize;
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut p = bottom;
+    while p + 256 < sp {
+        // SAFETY: between the end of static data and 256 bytes below the current stack
+        // pointer: RAM that nothing uses yet.
+        unsafe { write_volatile(p as *mut u32, PAINT) };
+        p += 4;
+    }
+}
+
+/// Deepest stack use since boot, in bytes (the lowest word no longer holding [`PAINT`]).
+fn stack_high_water() -> usize {
+    let bottom = core::ptr::addr_of_mut!(__sheap) as usize;
+    let top = core::ptr::addr_of!(_stack_start) as usize;
+    let mut p = bottom;
+    // SAFETY: words of RAM between static data and the top of the stack.
+    while p < top && unsafe { read_volatile(p as *const u32) } == PAINT {
+        p += 4;
+    }
+    top - p
+}
+
 /// Raw length of a parsed packet (header + payload + CRC), as it will be re-serialised.
 fn raw_len(p: &Packet<'_>) -> Result<usize, PacketError> {
     let mut buf = [0u8; tenbit_link::MAX_RAW_PACKET + 8];
@@ -259,13 +294,14 @@ fn pump(
                     );
                 }
                 Packet::Ack(a) => defmt::info!(
-                    "{=str} ack msg {=u8} k {=u8} -> {=usize} B framed (forwarded {=u32}, dropped {=u32})",
+                    "{=str} ack msg {=u8} k {=u8} -> {=usize} B framed (forwarded {=u32}, dropped {=u32}; stack high water {=usize} B)",
                     dir,
                     a.msg_id,
                     a.data_shards,
                     n,
                     c.forwarded,
-                    c.dropped()
+                    c.dropped(),
+                    stack_high_water()
                 ),
             }
         }
@@ -276,6 +312,7 @@ fn pump(
 
 #[entry]
 fn main() -> ! {
+    paint_stack();
     // SAFETY: UART0 and UART1 of the MPS2 AN386 memory map; this is their only driver.
     let (ua, ub) = unsafe { (Uart::take(0x4000_4000), Uart::take(0x4000_5000)) };
     let mut a = PacketPort::<_, FRAME_BUF>::new(ua, Framing::Cobs);
