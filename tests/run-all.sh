@@ -7,8 +7,12 @@
 #  4. the no_std build of tenbit-wire and tenbit-link (host check; thumbv7em in step 5)
 #  5. the cross-architecture proof: aarch64 tenbit-edge under qemu-user decodes x86_64 frames
 #     and reproduces the x86_64 logit hashes token by token (boards/cross-test.sh)
+#  6. the microcontroller relay: its firmware (relay/, thumbv7em) in qemu-system-arm between a
+#     host `tenbit send` and `tenbit-edge listen`, bad packets dropped and counted, text byte
+#     for byte (boards/test-relay.sh)
 #
-# Environment: TENBIT_SKIP_CROSS=1 skips step 5 (it is documented, not silent: a line says so).
+# Environment: TENBIT_SKIP_CROSS=1 skips step 5, TENBIT_SKIP_RELAY=1 step 6 (documented, not
+# silent: a line says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
@@ -32,6 +36,13 @@ if [ "${TENBIT_SKIP_CROSS:-0}" = 1 ]; then
 else
   step "cross-architecture determinism (aarch64 under qemu-user)"
   boards/cross-test.sh
+fi
+
+if [ "${TENBIT_SKIP_RELAY:-0}" = 1 ]; then
+  echo "==> relay test SKIPPED because TENBIT_SKIP_RELAY=1"
+else
+  step "microcontroller relay in qemu-system-arm (host send -> relay -> edge listen)"
+  boards/test-relay.sh
 fi
 echo
 echo "all test steps passed"
