@@ -10,8 +10,8 @@
 #   4. the determinism proof (tests/tests/cross_arch.rs): x86_64 `tenbit encode` frames decode
 #      to identical bytes with the aarch64 `tenbit-edge`, and `hash-logits` of the aarch64 NEON
 #      kernel equals x86_64 scalar/AVX2 at every coded position, on the real model
-#      (SmolLM2), the same for Qwen2.5-Coder-0.5B's K-quant kernels, and a QA frame replays
-#      to the encoder's final answer
+#      (SmolLM2), the same for Qwen2.5-Coder-0.5B's K-quant kernels, a QA frame replays
+#      to the encoder's final answer, and a pick frame draws the encoder's chosen candidate
 #
 # Options:  --skip-unit   skip step 2     --skip-thumb   skip step 3
 #           --only-unit   steps 1-2 only  (useful while the CLIs are being written)

@@ -21,6 +21,7 @@ use tenbit_engine::lora::{Adapter, AdapterError};
 use tenbit_engine::{KernelLevel, Model, SessionOptions};
 use tenbit_lm::codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
 use tenbit_lm::qa::QaError;
+use tenbit_lm::pick::PickError;
 use tenbit_wire::frame::FrameError;
 
 use crate::io::IoError;
@@ -191,6 +192,15 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 CodecError::CorruptOrWrongPrompt => exit::CORRUPT,
                 CodecError::Qa(QaError::Oracle { .. }) => exit::STRONG,
                 CodecError::Qa(QaError::MissingBit { .. }) => exit::CORRUPT,
+                CodecError::Pick(PickError::Judge(_)) => exit::STRONG,
+                CodecError::Pick(
+                    PickError::IndexOutOfRange { .. }
+                    | PickError::UnknownRevision(_)
+                    | PickError::BadLength { .. },
+                ) => exit::CORRUPT,
+                CodecError::Pick(PickError::TooManyBits { .. } | PickError::ZeroBits) => {
+                    exit::BAD_INPUT
+                }
                 CodecError::Qa(QaError::TooManyBits { .. })
                 | CodecError::TooLarge { .. }
                 | CodecError::ContextOverflow { .. }

@@ -26,6 +26,7 @@ use tenbit_wire::freq::{Calibration, Cdf, CdfTable, FreqError};
 use tenbit_wire::TokenId;
 
 use crate::chat::{ChatError, ChatTemplate};
+use crate::pick;
 use crate::qa;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use tenbit_engine::{logits_hash, EngineError, Model, Session, SessionOptions};
@@ -56,6 +57,8 @@ pub enum CodecError {
     Corrupt(&'static str),
     #[error(transparent)]
     Qa(#[from] qa::QaError),
+    #[error(transparent)]
+    Pick(#[from] pick::PickError),
     #[error("QA mode needs a UTF-8 prompt")]
     NotUtf8Prompt,
     #[error("this frame was coded against a prompt the receiver must supply (--prompt or --prompt-file)")]
@@ -521,6 +524,16 @@ impl<'m> LmCodec<'m> {
                     transcript: Some(t),
                 })
             }
+            Mode::Pick => {
+                let prompt = known_prompt.ok_or(CodecError::PromptRequired)?;
+                let (_, _, text) = self.replay_pick(frame, header, prompt)?;
+                Ok(Message {
+                    mode: Mode::Pick,
+                    prompt: None,
+                    text: text.into_bytes(),
+                    transcript: None,
+                })
+            }
         }
     }
 
@@ -682,6 +695,83 @@ impl<'m> LmCodec<'m> {
             protocol,
             &mut qa::Bits(&bits),
         )?)
+    }
+}
+
+/// What [`LmCodec::encode_pick`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickOutcome {
+    /// Every candidate drawn, by index.
+    pub candidates: Vec<String>,
+    /// The judge's choice and its pick frame; `None` when no candidate is good (the caller
+    /// then sends a lossless or rewrite frame of the strong answer instead).
+    pub chosen: Option<(u32, Vec<u8>)>,
+}
+
+impl<'m> LmCodec<'m> {
+    /// Pick mode, encoder side: draw the 2^`k` candidates in one batch, let `judge` choose, and
+    /// frame the index (keyed with the prompt like QA frames, which the receiver asked).
+    pub fn encode_pick(
+        &self,
+        prompt: &[u8],
+        k: u32,
+        judge: &mut dyn pick::Judge,
+    ) -> Result<PickOutcome, CodecError> {
+        pick::check_bits(k)?;
+        let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
+        let indices: Vec<u32> = (0..1u32 << k).collect();
+        let candidates = self.pick_candidates(text, &indices)?;
+        let choice = judge
+            .choose(text, &candidates)
+            .map_err(pick::PickError::Judge)?;
+        let chosen = match choice {
+            None => None,
+            Some(i) if i < candidates.len() => {
+                let payload = pick::pack(k, i as u32);
+                let key = self.identity_for_prompt(prompt);
+                let flags = Flags::default().with(Flags::PROMPT_KNOWN);
+                Some((i as u32, frame(FRAME_VERSION, Mode::Pick, flags, &key, &payload)?))
+            }
+            Some(i) => {
+                return Err(pick::PickError::IndexOutOfRange {
+                    index: i as u64,
+                    k,
+                }
+                .into())
+            }
+        };
+        Ok(PickOutcome { candidates, chosen })
+    }
+
+    /// The pick candidates `indices` for `prompt` (the encoder draws them all, the edge one).
+    pub fn pick_candidates(&self, prompt: &str, indices: &[u32]) -> Result<Vec<String>, CodecError> {
+        Ok(pick::draw(
+            self.model, &self.opts, &self.tok, &self.chat, prompt, indices,
+        )?)
+    }
+
+    /// Pick mode, edge side: check the frame against the prompt and draw only its candidate.
+    /// Returns (K, index, candidate text).
+    pub fn decode_pick(&self, frame: &[u8], prompt: &[u8]) -> Result<(u32, u32, String), CodecError> {
+        let header = peek_header(frame)?;
+        if header.mode != Mode::Pick {
+            return Err(CodecError::WrongMode(header.mode));
+        }
+        self.replay_pick(frame, header, prompt)
+    }
+
+    fn replay_pick(
+        &self,
+        frame: &[u8],
+        header: FrameHeader,
+        prompt: &[u8],
+    ) -> Result<(u32, u32, String), CodecError> {
+        let key = self.identity_for_prompt(prompt);
+        let f = Self::verify(frame, header, &key)?;
+        let (k, index) = pick::unpack(f.payload)?;
+        let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
+        let mut c = self.pick_candidates(text, &[index])?;
+        Ok((k, index, c.pop().unwrap_or_default()))
     }
 }
 

@@ -28,6 +28,7 @@ pub fn argmax(logits: &[f32]) -> TokenId {
 /// CDF, SplitMix64 draws, so every platform picks the same tokens from the same logits.
 pub struct Sampler {
     rng: SplitMix64,
+    scale: f32,
     cdf: Vec<u32>,
     sharp: Vec<f32>,
 }
@@ -35,18 +36,27 @@ pub struct Sampler {
 impl Sampler {
     /// A sampler whose draws are SplitMix64's stream from `seed` (part of the QA protocol).
     pub fn new(seed: u64) -> Sampler {
+        Sampler::with_scale(seed, 2.0)
+    }
+
+    /// A sampler drawing from softmax(`scale` * logits), i.e. temperature 1/`scale`. Pick mode
+    /// samples hotter than QA's re-asks (more diverse candidates). One IEEE multiply per logit
+    /// rounds the same on every platform, so any `scale` replays; a power of two is also exact.
+    pub fn with_scale(seed: u64, scale: f32) -> Sampler {
         Sampler {
             rng: SplitMix64::new(seed),
+            scale,
             cdf: Vec::new(),
             sharp: Vec::new(),
         }
     }
 
-    /// One token from softmax(2 * logits).
+    /// One token from softmax(scale * logits) (scale 2 for [`Sampler::new`]).
     pub fn pick(&mut self, logits: &[f32]) -> Result<TokenId, EngineError> {
         self.cdf.resize(logits.len() + 1, 0);
         self.sharp.clear();
-        self.sharp.extend(logits.iter().map(|v| v * 2.0));
+        let scale = self.scale;
+        self.sharp.extend(logits.iter().map(|v| v * scale));
         logits_to_cdf_with(Calibration::Plain, &self.sharp, &mut self.cdf)
             .map_err(|e| EngineError::Unsupported(format!("sampling CDF: {e:?}")))?;
         // Drop the one free count per token (it keeps any text codable, but sampled it would

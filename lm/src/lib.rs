@@ -19,5 +19,6 @@
 pub mod chat;
 pub mod codec;
 pub mod generate;
+pub mod pick;
 pub mod qa;
 pub mod tokenizer;

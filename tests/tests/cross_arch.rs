@@ -831,6 +831,59 @@ fn qa_frames_replay_identically_on_aarch64() {
     }
 }
 
+/// Pick frames carry only a candidate index: the edge draws that one seeded candidate alone
+/// (a batch of one) and must get the text the encoder chose from its batch of 2^K. The scripted
+/// judge answers the task "Yes." (no final answer to compare), then judges candidate 0 "No."
+/// and candidate 1 "Yes.", so the frame names candidate 1, not the first one.
+#[test]
+#[ignore = "needs the aarch64 build and qemu-user: run boards/cross-test.sh"]
+fn pick_frames_replay_identically_on_aarch64() {
+    use std::sync::Arc;
+    let tools = Tools::locate();
+    let judge = tenbit::strong::serve::Server::bind(
+        Arc::new(ScriptedJudge(Default::default())),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .expect("bind the judge on loopback")
+    .spawn();
+    let work = Scratch::new();
+    let prompt = "Is 17 a prime number? Answer yes or no.";
+    let frame = work.0.join("pick.tbf");
+    let mut enc = tools.host_cmd();
+    enc.args(["encode", "--mode", "pick", "--bits", "2", "--strong", &judge.url()])
+        .arg("--model")
+        .arg(&tools.model)
+        .args(["--prompt", prompt, "-o"])
+        .arg(&frame);
+    let r = must(&mut enc, "x86_64 tenbit encode --mode pick", tools.limit);
+    let said = r.stderr.clone();
+    assert!(said.contains("pick: candidate 1 of 4"), "the judge chose candidate 1:\n{said}");
+    let chosen = said
+        .split("answer:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the encoder prints the chosen answer; it said:\n{said}"))
+        .trim()
+        .to_string();
+    assert_eq!(std::fs::metadata(&frame).unwrap().len(), 8, "6 + 1 + 1 bytes");
+    for (label, mut cmd) in [
+        ("x86_64 tenbit", tools.host_cmd()),
+        ("aarch64 tenbit-edge", tools.edge_cmd()),
+    ] {
+        let out = work.0.join(format!("pick-{}.txt", label.replace(' ', "_")));
+        cmd.arg("decode")
+            .arg("--model")
+            .arg(&tools.model)
+            .args(["--prompt", prompt])
+            .arg(&frame)
+            .arg("-o")
+            .arg(&out);
+        let r = must(&mut cmd, &format!("{label} decode (pick)"), tools.limit);
+        eprintln!("cross_arch: pick replay on {label}: {:.1} s", r.secs);
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        assert_eq!(text.trim(), chosen, "{label}: pick replay differs from the chosen candidate");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Unit tests of the logic above (these run in the normal workspace test run)
 // ---------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ pub enum Mode {
     Rewrite = 1,
     /// Question-asking: the strong model's yes/no answer bits only.
     Qa = 2,
+    /// Seeded selection: the index (K bits) of the best of 2^K candidates both ends can draw
+    /// from the small model; the edge draws only that one.
+    Pick = 3,
 }
 
 impl Mode {
@@ -48,6 +51,7 @@ impl Mode {
             0 => Some(Mode::Lossless),
             1 => Some(Mode::Rewrite),
             2 => Some(Mode::Qa),
+            3 => Some(Mode::Pick),
             _ => None,
         }
     }
@@ -384,6 +388,9 @@ mod tests {
         assert_eq!(peek_header(&old).map(|h| h.version), Ok(1));
         let mut g = frame(b"x", &k);
         g[0] = (g[0] & !0x38) | (5 << 3);
+        let mut pick = frame(b"x", &k);
+        pick[0] = (pick[0] & !0x38) | (3 << 3);
+        assert_eq!(peek_header(&pick).map(|h| h.mode), Ok(Mode::Pick));
         assert_eq!(peek_header(&g), Err(FrameError::UnknownMode(5)));
         let msg = alloc::format!(
             "{}",

@@ -25,6 +25,11 @@ pub enum ModeArg {
     /// strong model; the input text, if any, is given to the strong model as its reference
     /// answer.
     Qa,
+    /// Seeded selection: both ends can draw the same 2^K candidate answers from the small
+    /// model; the strong model chooses the best and only its index (K bits) travels. When none
+    /// is good, the frame is the strong answer itself (rewrite mode; lossless of the input text
+    /// when one is given). Needs --prompt, --bits (1..=6) and a strong model.
+    Pick,
 }
 
 /// Encode text (a file or stdin) into a tenbit frame.
@@ -50,7 +55,7 @@ pub struct Args {
     mode: ModeArg,
     #[command(flatten)]
     strong: StrongArgs,
-    /// Number of yes/no questions in QA mode (bits sent).
+    /// Number of yes/no questions in QA mode, or index bits in pick mode (bits sent).
     #[arg(long, default_value_t = 10, value_name = "K")]
     bits: usize,
     /// Largest K accepted (each question costs a strong-model call).
@@ -77,7 +82,7 @@ pub fn prompt_use(prompt: Option<&[u8]>, send_prompt: bool) -> Result<PromptUse<
 }
 
 pub fn run(a: Args, quiet: bool) -> Result<()> {
-    let mut text = if a.mode == ModeArg::Qa && a.input.is_none() {
+    let mut text = if matches!(a.mode, ModeArg::Qa | ModeArg::Pick) && a.input.is_none() {
         Vec::new()
     } else {
         read_input(a.input.as_deref(), a.max_size as u64)?
@@ -87,6 +92,7 @@ pub fn run(a: Args, quiet: bool) -> Result<()> {
     let codec = LmCodec::new(&m, a.model.session_options())?;
     let mode = match a.mode {
         ModeArg::Qa => return qa(&a, &codec, prompt.as_deref(), &text),
+        ModeArg::Pick => return pick(&a, &codec, prompt.as_deref(), &text),
         ModeArg::Lossless => Mode::Lossless,
         ModeArg::Rewrite => {
             let (sm, _) = a.strong.open("--mode rewrite")?;
@@ -152,5 +158,39 @@ fn qa(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Resu
         t.final_answer
     );
     write_output(a.output.as_deref(), &frame)?;
+    Ok(())
+}
+
+/// `--mode pick`: only the index of the strong model's choice among the seeded candidates
+/// travels (or the strong answer's own frame when none is good).
+fn pick(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Result<()> {
+    let p = prompt
+        .context("pick mode needs --prompt or --prompt-file (the receiver must know it too)")?;
+    let p = std::str::from_utf8(p).context("pick mode needs a UTF-8 prompt")?;
+    let k = u32::try_from(a.bits).unwrap_or(u32::MAX);
+    tenbit_lm::pick::check_bits(k).map_err(tenbit_lm::codec::CodecError::from)?;
+    let (sm, _) = a.strong.open("--mode pick")?;
+    let reference = (!text.is_empty()).then(|| String::from_utf8_lossy(text).into_owned());
+    // Unwrap the two error kinds so the exit status sees them (7 for a strong-model outage).
+    let r = tenbit::strong::pick::encode_pick(codec, sm.as_ref(), p, k, reference.as_deref())
+        .map_err(|e| match e {
+            tenbit::strong::QaEncodeError::Strong(s) => anyhow::Error::from(s),
+            tenbit::strong::QaEncodeError::Codec(c) => anyhow::Error::from(c),
+        })?;
+    match r.index {
+        Some(i) => eprintln!(
+            "pick: candidate {i} of {}, frame {} bytes; answer:\n{}",
+            r.outcome.candidates.len(),
+            r.frame.len(),
+            r.outcome.candidates[i as usize]
+        ),
+        None => eprintln!(
+            "pick: none of the {} candidates agrees with the strong answer; sent the strong \
+             answer itself ({} bytes)",
+            r.outcome.candidates.len(),
+            r.frame.len()
+        ),
+    }
+    write_output(a.output.as_deref(), &r.frame)?;
     Ok(())
 }

@@ -17,6 +17,7 @@
 
 pub mod local;
 pub mod openai;
+pub mod pick;
 pub mod prompts;
 pub mod serve;
 
