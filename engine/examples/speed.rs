@@ -11,7 +11,7 @@
 //! computed, hashed outside the timed parts, so A/B runs can be checked for identical output.
 //!
 //!     cargo run --release -p tenbit-engine --example speed -- [-t THREADS] [-k LEVEL] \
-//!         [-p 64] [-n 64] [-d 0] [-b 1] [-r 5] [MODEL]
+//!         [-p 64] [-n 64] [-d 0] [-b 1] [-r 5] [MODEL FILE | CATALOGUE NAME]
 
 use std::time::Instant;
 
@@ -77,7 +77,8 @@ fn main() {
         }
     }
     let path = match model {
-        Some(p) => p.into(),
+        // A file, or a catalogue name (`qwen2.5-coder-0.5b`), fetched like `tenbit models fetch`.
+        Some(p) => catalogue::resolve(&p).expect("model"),
         None => catalogue::ensure(catalogue::default_model(), &mut |_| {}).expect("model"),
     };
     let m = Model::load(path).expect("load");

@@ -223,6 +223,70 @@ fn an_overflowing_sequence_fails_alone_and_the_others_continue() {
 }
 
 #[test]
+fn a_sequence_overflowing_mid_decode_ends_alone_while_the_others_decode_on() {
+    // Three sequences decode one token per step in a batch whose caches hold 20 positions.
+    // Sequence 1 starts with the longest prompt, so it overflows first (its step fails with
+    // ContextFull and it stays as it was); it is then removed, as a caller would, and the
+    // other two decode on. Every logit of theirs, before and after, equals running alone.
+    let m = model();
+    let nv = m.config().n_vocab;
+    const CAP: usize = 20;
+    let prompts = [4usize, 14, 6];
+    let toks: Vec<Vec<TokenId>> = (0..3).map(|i| stream(20 + i, CAP + 4, nv)).collect();
+    let want: Vec<Vec<[u8; 32]>> = (0..3)
+        .map(|i| {
+            let n = if i == 1 { CAP } else { prompts[i] + 12 };
+            alone(&m, &toks[i][..n], prompts[i])
+        })
+        .collect();
+    let mut b = Batch::new(&m, opts(2, CAP), 3).unwrap();
+    let ids: Vec<SeqId> = (0..3).map(|_| b.add().unwrap()).collect();
+    let feeds: Vec<(SeqId, &[TokenId])> =
+        (0..3).map(|i| (ids[i], &toks[i][..prompts[i]])).collect();
+    assert!(b.step(&feeds).unwrap().iter().all(|r| r.is_ok()));
+    let mut live = vec![true; 3];
+    let mut failed_at = None;
+    for k in 0..12 {
+        let list: Vec<usize> = (0..3).filter(|&i| live[i]).collect();
+        let feeds: Vec<(SeqId, &[TokenId])> = list
+            .iter()
+            .map(|&i| (ids[i], &toks[i][prompts[i] + k..prompts[i] + k + 1]))
+            .collect();
+        let r = b.step(&feeds).unwrap();
+        for (&i, r) in list.iter().zip(&r) {
+            match r {
+                Ok(()) => assert_eq!(
+                    logits_hash(b.logits(ids[i]).unwrap()),
+                    want[i][k + 1],
+                    "sequence {i}, step {k}"
+                ),
+                Err(EngineError::ContextFull { capacity: CAP }) => {
+                    assert_eq!(i, 1, "only sequence 1 reaches the capacity");
+                    assert_eq!(b.seq_len(ids[1]).unwrap(), CAP, "full, and untouched");
+                    // Its last logits are still those of its last fitted position.
+                    assert_eq!(
+                        logits_hash(b.logits(ids[1]).unwrap()),
+                        *want[1].last().unwrap()
+                    );
+                    b.remove(ids[1]).unwrap();
+                    live[1] = false;
+                    failed_at = Some(k);
+                }
+                Err(e) => panic!("sequence {i}, step {k}: {e}"),
+            }
+        }
+    }
+    assert_eq!(
+        failed_at,
+        Some(CAP - prompts[1]),
+        "sequence 1 fails at its first step past the cap"
+    );
+    for i in [0, 2] {
+        assert_eq!(b.seq_len(ids[i]).unwrap(), prompts[i] + 12);
+    }
+}
+
+#[test]
 fn batch_limits_and_bad_calls_are_clear_errors() {
     let m = model();
     assert!(matches!(
@@ -234,6 +298,9 @@ fn batch_limits_and_bad_calls_are_clear_errors() {
     let c = b.add().unwrap();
     let e = b.add().unwrap_err();
     assert!(matches!(e, EngineError::BatchFull { max: 2 }), "{e}");
+    // A fork is a new sequence too: refused beyond the maximum, nothing changes.
+    assert!(matches!(b.fork(a), Err(EngineError::BatchFull { max: 2 })));
+    assert_eq!(b.len(), 2);
     assert!(e.to_string().contains("2 sequences at most"), "{e}");
     // A removed sequence's id stays invalid even when its slot is reused.
     b.remove(c).unwrap();
