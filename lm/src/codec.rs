@@ -39,38 +39,68 @@ pub const DEFAULT_MAX_INPUT: usize = 256 * 1024;
 /// A decoder reading this many implicit zero bytes past the payload's end is decoding noise.
 const MAX_OVERRUN: usize = 16;
 
+/// Why an encode or decode failed. The `Display` text is written for the person at the CLI;
+/// the variant tells a caller whether the input, the frame, or the model is at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// The engine failed (model file, adapter, or session limits); nothing about the message.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The model's GGUF tokenizer metadata is unusable: use another model file.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The model's chat template is missing or not one this crate can lay out.
     #[error(transparent)]
     Chat(#[from] ChatError),
+    /// The frame is malformed, of an unknown version, or made for another model.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The engine's logits gave no valid frequency table (a model or engine bug, not the input).
     #[error("frequency table: {0}")]
     Freq(#[from] FreqError),
+    /// The message is over the size limit; the user can raise it with `--max-size`.
     #[error("input is {len} bytes; tenbit codes messages of at most {max} bytes (raise the limit with --max-size)")]
-    TooLarge { len: u64, max: u64 },
+    TooLarge {
+        /// Size of the input, in bytes.
+        len: u64,
+        /// The limit in force, in bytes.
+        max: u64,
+    },
+    /// The payload does not decode; the text says which check failed.
     #[error("payload is corrupt: {0}")]
     Corrupt(&'static str),
+    /// A question-asking run failed (strong model outage, or a frame short of answer bits).
     #[error(transparent)]
     Qa(#[from] qa::QaError),
+    /// A pick run or pick frame failed (bad K or index, or the judge is down).
     #[error(transparent)]
     Pick(#[from] pick::PickError),
+    /// QA and pick modes put the prompt in a chat turn as text, so it must be valid UTF-8.
     #[error("QA mode needs a UTF-8 prompt")]
     NotUtf8Prompt,
+    /// The frame was coded against a prompt it does not carry: pass the same prompt again.
     #[error("this frame was coded against a prompt the receiver must supply (--prompt or --prompt-file)")]
     PromptRequired,
+    /// The checksum failed; with a known prompt, the likeliest cause is a different prompt.
     #[error("frame checksum mismatch: the frame is corrupt, or it was coded against a different prompt than the one supplied")]
     CorruptOrWrongPrompt,
+    /// The frame's mode is not one this entry point decodes; use the decoder for that mode.
     #[error("this is a {0:?}-mode frame; it needs the matching decoder command")]
     WrongMode(Mode),
+    /// Decoding never reached the end marker: the payload is corrupt (or coded for another model).
     #[error("decoded text exceeds {max} tokens without an end marker: the payload is corrupt")]
-    Runaway { max: usize },
+    Runaway {
+        /// The token limit that was hit.
+        max: usize,
+    },
+    /// Prompt and response together do not fit the model's context for this mode.
     #[error("the text needs {needed} positions of context but the window holds {capacity}")]
-    ContextOverflow { needed: usize, capacity: usize },
+    ContextOverflow {
+        /// Positions the prompt and text need, in tokens.
+        needed: usize,
+        /// Positions the window holds, in tokens.
+        capacity: usize,
+    },
 }
 
 impl From<CoderError> for CodecError {
@@ -111,8 +141,11 @@ pub enum PromptUse<'a> {
 /// Where the decoder gets the prompt from (mirror of [`PromptUse`]).
 #[derive(Debug, Clone, Copy)]
 pub enum DecodePrompt<'a> {
+    /// The frame was coded with no prompt.
     None,
+    /// The receiver supplies the prompt; it must be byte-identical to the encoder's.
     Known(&'a [u8]),
+    /// The prompt is decoded from the frame itself.
     InFrame,
 }
 
@@ -217,6 +250,8 @@ impl<'m> Predictor<'m> {
 }
 
 impl<'m> LmCodec<'m> {
+    /// A codec for `model` (with its adapter, if loaded); fails if the model's tokenizer or
+    /// chat template cannot be rebuilt from its GGUF metadata.
     pub fn new(model: &'m Model, opts: SessionOptions) -> Result<Self, CodecError> {
         let tok = Tokenizer::from_gguf(model.gguf())?;
         let chat = ChatTemplate::from_gguf(model.gguf())?;
@@ -242,18 +277,23 @@ impl<'m> LmCodec<'m> {
         self
     }
 
+    /// The model (and adapter) identity written into every frame; a decoder with another
+    /// identity refuses the frame.
     pub fn identity(&self) -> &ModelIdentity {
         &self.identity
     }
 
+    /// The tokenizer rebuilt from the model's GGUF metadata.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tok
     }
 
+    /// The model's chat template, used to lay out prompts as the model was trained to read them.
     pub fn chat(&self) -> &ChatTemplate {
         &self.chat
     }
 
+    /// The model the codec predicts with.
     pub fn model(&self) -> &'m Model {
         self.model
     }
@@ -361,7 +401,7 @@ impl<'m> LmCodec<'m> {
         p.feed_with(&model_toks, &mut |i, cdf| {
             code(enc, cdf, i + 1)?;
             *done += 1;
-            if *done % 64 == 0 {
+            if done.is_multiple_of(64) {
                 progress(*done, Some(total));
             }
             Ok(())
@@ -450,7 +490,7 @@ impl<'m> LmCodec<'m> {
                 out.push(t);
             }
             *done += 1;
-            if *done % 16 == 0 {
+            if done.is_multiple_of(16) {
                 progress(*done, None);
             }
             p.feed(&[t])?;
@@ -730,21 +770,22 @@ impl<'m> LmCodec<'m> {
                 let payload = pick::pack(k, i as u32);
                 let key = self.identity_for_prompt(prompt);
                 let flags = Flags::default().with(Flags::PROMPT_KNOWN);
-                Some((i as u32, frame(FRAME_VERSION, Mode::Pick, flags, &key, &payload)?))
+                Some((
+                    i as u32,
+                    frame(FRAME_VERSION, Mode::Pick, flags, &key, &payload)?,
+                ))
             }
-            Some(i) => {
-                return Err(pick::PickError::IndexOutOfRange {
-                    index: i as u64,
-                    k,
-                }
-                .into())
-            }
+            Some(i) => return Err(pick::PickError::IndexOutOfRange { index: i as u64, k }.into()),
         };
         Ok(PickOutcome { candidates, chosen })
     }
 
     /// The pick candidates `indices` for `prompt` (the encoder draws them all, the edge one).
-    pub fn pick_candidates(&self, prompt: &str, indices: &[u32]) -> Result<Vec<String>, CodecError> {
+    pub fn pick_candidates(
+        &self,
+        prompt: &str,
+        indices: &[u32],
+    ) -> Result<Vec<String>, CodecError> {
         Ok(pick::draw(
             self.model, &self.opts, &self.tok, &self.chat, prompt, indices,
         )?)
@@ -752,7 +793,11 @@ impl<'m> LmCodec<'m> {
 
     /// Pick mode, edge side: check the frame against the prompt and draw only its candidate.
     /// Returns (K, index, candidate text).
-    pub fn decode_pick(&self, frame: &[u8], prompt: &[u8]) -> Result<(u32, u32, String), CodecError> {
+    pub fn decode_pick(
+        &self,
+        frame: &[u8],
+        prompt: &[u8],
+    ) -> Result<(u32, u32, String), CodecError> {
         let header = peek_header(frame)?;
         if header.mode != Mode::Pick {
             return Err(CodecError::WrongMode(header.mode));

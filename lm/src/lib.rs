@@ -15,6 +15,7 @@
 //! Nothing here is `unsafe`, and nothing here computes a probability in floating point outside
 //! the engine: a CDF comes from `tenbit_wire::freq` and nowhere else.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod chat;
 pub mod codec;

@@ -37,23 +37,39 @@ const SEED_BASE: u64 = 0x7069_636b_2f76_3100; // "pick/v1\0"
 /// Why a pick run or a pick frame failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PickError {
+    /// The engine failed while drawing candidates (model, adapter or batch limits).
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// K above [`MAX_PICK_BITS`] (encoder request or a frame's K field).
     #[error("pick mode with K = {k} bits asks for 2^{k} candidates; at most K = {max} is allowed")]
-    TooManyBits { k: u32, max: u32 },
+    TooManyBits {
+        /// The K asked for, in bits.
+        k: u32,
+        /// [`MAX_PICK_BITS`].
+        max: u32,
+    },
     /// K = 0 would leave nothing to choose.
     #[error("pick mode needs at least one bit (K >= 1)")]
     ZeroBits,
     /// A frame naming a candidate that K bits cannot name.
     #[error("pick frame names candidate {index}, beyond the 2^{k} = {} candidates of K = {k}", 1u64 << k)]
-    IndexOutOfRange { index: u64, k: u32 },
+    IndexOutOfRange {
+        /// The candidate index the frame names.
+        index: u64,
+        /// The frame's K, in bits.
+        k: u32,
+    },
     /// A frame of a pick revision this build does not know.
     #[error("pick frame has revision {0}; this decoder knows revision {PICK_REVISION}")]
     UnknownRevision(u8),
     /// The payload's length disagrees with its K.
     #[error("pick payload of {len} bytes disagrees with its K = {k}")]
-    BadLength { len: usize, k: u32 },
+    BadLength {
+        /// The payload's length, in bytes.
+        len: usize,
+        /// The frame's K, in bits.
+        k: u32,
+    },
     /// The judge (the strong model, on the encoder) failed; its own error is the source so the
     /// CLI can tell an outage from anything else.
     #[error("the strong model could not judge the candidates")]
@@ -63,7 +79,8 @@ pub enum PickError {
 /// Chooses the best candidate: the strong model on the encoder. `Ok(None)` = none is good.
 pub trait Judge {
     /// The index into `candidates` of the best one, or `None` when none is good enough.
-    fn choose(&mut self, prompt: &str, candidates: &[String]) -> Result<Option<usize>, OracleError>;
+    fn choose(&mut self, prompt: &str, candidates: &[String])
+        -> Result<Option<usize>, OracleError>;
 }
 
 /// The SplitMix64 seed of candidate `index` (part of the protocol).
@@ -124,7 +141,9 @@ pub fn draw(
                 continue;
             }
             let t = samplers[j].pick(batch.logits(seqs[j])?)?;
-            if stop.contains(&t) || out[j].len() >= MAX_PICK_TOKENS || batch.seq_len(seqs[j])? >= cap
+            if stop.contains(&t)
+                || out[j].len() >= MAX_PICK_TOKENS
+                || batch.seq_len(seqs[j])? >= cap
             {
                 live[j] = false;
                 continue;
@@ -157,7 +176,9 @@ pub fn pack(k: u32, index: u32) -> Vec<u8> {
 
 /// Inverse of [`pack`]: (K, index), with typed errors for every way a payload can be wrong.
 pub fn unpack(payload: &[u8]) -> Result<(u32, u32), PickError> {
-    let (&kb, rest) = payload.split_first().ok_or(PickError::BadLength { len: 0, k: 0 })?;
+    let (&kb, rest) = payload
+        .split_first()
+        .ok_or(PickError::BadLength { len: 0, k: 0 })?;
     let rev = kb >> 5;
     if rev != PICK_REVISION {
         return Err(PickError::UnknownRevision(rev));
@@ -209,13 +230,22 @@ mod tests {
         ));
         assert!(matches!(
             unpack(&[7, 0]),
-            Err(PickError::TooManyBits { k: 7, max: MAX_PICK_BITS })
+            Err(PickError::TooManyBits {
+                k: 7,
+                max: MAX_PICK_BITS
+            })
         ));
         assert!(matches!(unpack(&[0, 0]), Err(PickError::ZeroBits)));
         assert!(matches!(unpack(&[3]), Err(PickError::BadLength { .. })));
-        assert!(matches!(unpack(&[3, 0, 0]), Err(PickError::BadLength { .. })));
+        assert!(matches!(
+            unpack(&[3, 0, 0]),
+            Err(PickError::BadLength { .. })
+        ));
         assert!(matches!(unpack(&[]), Err(PickError::BadLength { .. })));
-        assert!(matches!(unpack(&[0x23, 0]), Err(PickError::UnknownRevision(1))));
+        assert!(matches!(
+            unpack(&[0x23, 0]),
+            Err(PickError::UnknownRevision(1))
+        ));
         assert!(matches!(check_bits(7), Err(PickError::TooManyBits { .. })));
         assert!(matches!(check_bits(0), Err(PickError::ZeroBits)));
         assert!(check_bits(MAX_PICK_BITS).is_ok());

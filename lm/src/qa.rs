@@ -16,6 +16,7 @@ use tenbit_engine::{EngineError, Model, Session, SessionOptions};
 /// Limits of a QA run. Part of the protocol: both ends must use the same values, so they are
 /// constants of the frame version rather than user settings.
 pub const MAX_ANSWER_TOKENS: usize = 320;
+/// Token limit of one question (part of the protocol, like [`MAX_ANSWER_TOKENS`]).
 pub const MAX_QUESTION_TOKENS: usize = 40;
 /// Largest number of questions a frame may carry.
 pub const MAX_BITS: usize = 64;
@@ -62,24 +63,40 @@ impl Protocol {
 const FINAL: &str = "Taking my answers into account, write your final answer to the original \
 question. Be concise and end with the final result.";
 
+/// Why a QA run (encoder) or replay (edge) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QaError {
+    /// The engine failed while running the small model's side of the conversation.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// More questions than [`MAX_BITS`] were requested (or a frame claims more): ask fewer.
     #[error("{k} questions requested; at most {max} are allowed")]
-    TooManyBits { k: usize, max: usize },
+    TooManyBits {
+        /// Questions requested.
+        k: usize,
+        /// [`MAX_BITS`].
+        max: usize,
+    },
     /// The oracle failed: on the encoder the strong model (down, timed out, no yes/no); its
     /// own error is the source, so callers can tell an outage from a corrupt frame.
     #[error("the strong model could not answer question {} ({question:?})", index + 1)]
     Oracle {
+        /// Which question failed, counted from 0.
         index: usize,
+        /// The question the small model asked.
         question: String,
+        /// The oracle's own error (downcast it to tell an outage from a bad reply).
         #[source]
         source: OracleError,
     },
     /// The edge ran out of answer bits (a frame whose bit count disagrees with its payload).
     #[error("the frame carries {bits} answer bits but the replay asked question {}", index + 1)]
-    MissingBit { index: usize, bits: usize },
+    MissingBit {
+        /// The question that had no bit, counted from 0.
+        index: usize,
+        /// Answer bits the frame carries.
+        bits: usize,
+    },
 }
 
 /// Why an [`Oracle`] could not answer: the strong model's own error, boxed so that this crate
@@ -90,13 +107,18 @@ pub type OracleError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Everything that happened in one QA run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transcript {
+    /// The small model's first answer, before any question.
     pub initial_answer: String,
+    /// Each question asked, in order, with its yes (`true`) / no (`false`) answer bit.
     pub questions: Vec<(String, bool)>,
+    /// The answer revised with the questions' answers: what the edge shows the user.
     pub final_answer: String,
 }
 
 /// Who answers the questions: the strong model on the encoder, the frame's bits on the edge.
 pub trait Oracle {
+    /// Yes (`true`) or no to question `index` (from 0), asked about `draft`, the small model's
+    /// initial answer to `prompt`. An error aborts the run as [`QaError::Oracle`].
     fn answer(
         &mut self,
         index: usize,
@@ -136,6 +158,10 @@ fn answers_so_far(asked: &[(String, bool)]) -> String {
 }
 
 /// Run the small model's side of QA with `k` questions.
+// Each argument is a separate input of the replayed conversation (model, its session options,
+// tokenizer and template, the prompt, K, the protocol revision, who answers), and both callers
+// pass them straight from `LmCodec`; a parameter struct would only move the same list.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     model: &Model,
     opts: &SessionOptions,
@@ -279,7 +305,7 @@ pub fn unpack_bits(payload: &[u8]) -> Option<(Protocol, Vec<bool>)> {
         return None;
     }
     let bits: Vec<bool> = (0..k).map(|i| rest[i / 8] >> (i % 8) & 1 == 1).collect();
-    if k % 8 != 0 && rest[k / 8] >> (k % 8) != 0 {
+    if !k.is_multiple_of(8) && rest[k / 8] >> (k % 8) != 0 {
         return None;
     }
     Some((protocol, bits))
