@@ -81,7 +81,7 @@ pub struct Conversation<'m> {
 }
 
 impl<'m> Conversation<'m> {
-    /// Wrap a fresh session; `sess` must have nothing fed yet, since the cache is tracked here.
+    /// Wrap `sess`; whatever it already holds is dropped by the first [`sync`](Self::sync).
     pub fn new(sess: Session<'m>) -> Self {
         Conversation {
             sess,
