@@ -30,9 +30,8 @@ pub fn last_number(text: &str) -> Option<String> {
         while j < b.len() {
             let c = b[j];
             let next_digit = j + 1 < b.len() && b[j + 1].is_ascii_digit();
-            if c.is_ascii_digit() {
-                j += 1;
-            } else if c == b',' && next_digit && !seen_point {
+            // A digit, or a thousands separator followed by a digit (only before the point).
+            if c.is_ascii_digit() || (c == b',' && next_digit && !seen_point) {
                 j += 1;
             } else if c == b'.' && next_digit && !seen_point {
                 seen_point = true;

@@ -43,16 +43,27 @@ pub fn qa_frame_bytes(k: usize) -> usize {
     QA_FRAME_OVERHEAD_BYTES + k.div_ceil(8)
 }
 
+/// Why an evaluation aborted. Strong-model failures do not abort: they are recorded per answer.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// The code sandbox could not run a program at all (no Python, cannot spawn); fix the setup.
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
+    /// The small model's coder failed (engine or frame), so no bit count can be trusted.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The task data (the HumanEval data set) could not be fetched, read or parsed.
     #[error(transparent)]
     Tasks(#[from] tasks::TaskError),
+    /// Two QA runs of one task disagreed on the small model's first answer: a determinism bug
+    /// in the engine or the QA protocol, which would make frames undecodable.
     #[error("QA replay is not deterministic: the K={k} run's first answer differs from K={k0}'s")]
-    Nondeterministic { k: usize, k0: usize },
+    Nondeterministic {
+        /// The K of the run that disagreed.
+        k: usize,
+        /// The K of the first run, whose answer it should have reproduced.
+        k0: usize,
+    },
 }
 
 /// A strong model that caches identical requests and counts what each caller would pay.
@@ -64,6 +75,7 @@ pub struct Metered<'a> {
 }
 
 impl<'a> Metered<'a> {
+    /// Wrap `inner` with an empty cache and nothing charged.
     pub fn new(inner: &'a dyn ChatModel) -> Self {
         Metered {
             inner,
@@ -127,65 +139,91 @@ pub struct Options {
     pub strong_max_tokens: u32,
     /// Token limit of the strong model's rewrite.
     pub rewrite_max_tokens: u32,
+    /// Time and memory limits of each code-task test run.
     pub sandbox: sandbox::Limits,
 }
 
 /// A graded answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Graded {
+    /// The answer passes: the expected number (math), or every test (code).
     pub correct: bool,
     /// Math: the extracted number. Code: the sandbox outcome.
     pub extracted: Option<String>,
+    /// What it was graded against (math: the expected number), or why it was not graded.
     pub detail: String,
 }
 
 /// One answer of one configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Answer {
+    /// The answer as produced (empty when `error` is set).
     pub text: String,
+    /// Its grade; an answer with an error always grades as wrong.
     #[serde(flatten)]
     pub graded: Graded,
+    /// Why no answer was produced (a strong-model failure), else `None`.
     pub error: Option<String>,
 }
 
+/// One QA run of one task at one K.
 #[derive(Debug, Clone, Serialize)]
 pub struct QaRecord {
+    /// Questions asked (answer bits in the frame).
     pub k: usize,
     /// Frame length in bits: K + the frame overhead (and padding to whole bytes).
     pub bits_sent: u64,
+    /// Frame length in bytes (0 when the run failed).
     pub frame_bytes: usize,
+    /// Each question with its answer bit, in asking order.
     pub questions: Vec<(String, bool)>,
+    /// The small model's final answer, graded.
     pub answer: Answer,
     /// Strong-model calls and tokens this run alone would cost.
     pub strong_calls: u64,
+    /// Strong-model tokens (prompt and reply) this run alone would cost.
     pub strong_tokens: u64,
+    /// Wall-clock time of the run, cache hits included.
     pub seconds: f64,
 }
 
+/// The rewrite configuration of one task.
 #[derive(Debug, Clone, Serialize)]
 pub struct RewriteRecord {
+    /// The rewrite, graded as an answer.
     pub answer: Answer,
     /// Bits of the rewrite's lossless frame (0 when the rewrite failed).
     pub bits_sent: u64,
+    /// The rewrite's size in bits as raw UTF-8.
     pub raw_bits: u64,
     /// The graded answer (number, or pass/fail) is the same as the strong answer's.
     pub survives: bool,
+    /// Strong-model tokens the rewrite cost.
     pub strong_tokens: u64,
 }
 
+/// Every configuration's result on one task.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskRecord {
+    /// The task's id (HumanEval's `task_id`, or the math set's own).
     pub id: String,
+    /// Which suite the task belongs to.
     pub suite: tasks::Suite,
+    /// The small model alone (the QA runs' shared first answer).
     pub small: Answer,
+    /// The strong model alone.
     pub strong: Answer,
     /// The strong answer's size in bits as raw UTF-8.
     pub strong_raw_bits: u64,
     /// Bits of the strong answer's lossless tenbit frame (prompt known to both ends).
     pub strong_lossless_bits: u64,
+    /// Strong-model tokens the strong answer cost.
     pub strong_tokens: u64,
+    /// One record per K, in the order of [`Options::bits`].
     pub qa: Vec<QaRecord>,
+    /// The rewrite, or `None` when there was no strong answer to rewrite.
     pub rewrite: Option<RewriteRecord>,
+    /// Wall-clock time of the whole task.
     pub seconds: f64,
 }
 
@@ -226,6 +264,7 @@ pub struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator of `codec`'s model against `strong`, which it wraps in a [`Metered`].
     pub fn new(codec: &'a LmCodec<'a>, strong: &'a dyn ChatModel, opts: Options) -> Self {
         Evaluator {
             codec,

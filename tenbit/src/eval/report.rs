@@ -55,12 +55,16 @@ fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
+/// QA at one K over one suite.
 #[derive(Debug, Clone, Serialize)]
 pub struct QaSummary {
+    /// Questions asked per task.
     pub k: usize,
+    /// Share of tasks answered correctly, 0 to 1 (failed runs count as wrong).
     pub accuracy: f64,
+    /// See [`gap_recovered`]; `None` when the strong model is not better than the small one.
     pub gap_recovered: Option<f64>,
-    /// Mean frame bits per message (K + frame overhead, padded to bytes).
+    /// Mean frame bits per message over successful runs (K + frame overhead, padded to bytes).
     pub mean_bits_sent: f64,
     /// Bits of the frame format alone: K + 8 * [`qa_frame_bytes`] overhead.
     pub overhead_bits: u64,
@@ -68,17 +72,22 @@ pub struct QaSummary {
     pub ratio_vs_raw: Option<f64>,
     /// Total bits sent / total bits of the strong answers' lossless tenbit frames.
     pub ratio_vs_lossless: Option<f64>,
+    /// Mean strong-model calls per task, as if no answer were cached.
     pub mean_strong_calls: f64,
+    /// Mean strong-model tokens per task, as if no answer were cached.
     pub mean_strong_tokens: f64,
     /// Runs where the strong model failed (scored as wrong).
     pub failures: usize,
 }
 
+/// The rewrite configuration over one suite (tasks with a strong answer only).
 #[derive(Debug, Clone, Serialize)]
 pub struct RewriteSummary {
+    /// Share of rewrites graded correct, 0 to 1.
     pub accuracy: f64,
     /// Share of tasks whose graded answer is unchanged by the rewrite.
     pub survives: f64,
+    /// Mean bits of the rewrite's lossless frame, over successful rewrites.
     pub mean_bits_sent: f64,
     /// Rewrite frame bits / strong answer raw bits, over tasks with a rewrite.
     pub ratio_vs_raw: Option<f64>,
@@ -86,20 +95,32 @@ pub struct RewriteSummary {
     pub ratio_vs_lossless: Option<f64>,
     /// Rewrite text bytes / strong answer bytes (how much shorter the text got).
     pub text_ratio: Option<f64>,
+    /// Mean strong-model tokens a rewrite cost.
     pub mean_strong_tokens: f64,
+    /// Rewrites the strong model failed to produce (scored as wrong).
     pub failures: usize,
 }
 
+/// Every configuration's totals over one suite.
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteSummary {
+    /// The suite summarised.
     pub suite: Suite,
+    /// Tasks in it.
     pub tasks: usize,
+    /// Small model alone: share correct, 0 to 1.
     pub acc_small: f64,
+    /// Strong model alone: share correct, 0 to 1.
     pub acc_strong: f64,
+    /// Mean size of the strong answers as raw UTF-8, in bits.
     pub mean_strong_raw_bits: f64,
+    /// Mean size of the strong answers' lossless tenbit frames, in bits.
     pub mean_strong_lossless_bits: f64,
+    /// Mean strong-model tokens of the strong answer alone.
     pub mean_strong_tokens: f64,
+    /// One summary per evaluated K, in order.
     pub qa: Vec<QaSummary>,
+    /// The rewrite summary, `None` when no task had a strong answer to rewrite.
     pub rewrite: Option<RewriteSummary>,
 }
 
@@ -179,16 +200,24 @@ pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSum
 /// The whole report, as written to `report.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Version of the tenbit build that ran the evaluation (results depend on it).
     pub tenbit_version: &'static str,
+    /// Label of the small model (file name).
     pub small_model: String,
+    /// Label of the strong model (file name, or model and server URL).
     pub strong_model: String,
+    /// The K values evaluated.
     pub bits: Vec<usize>,
+    /// QA frame bytes besides the packed bits (see [`super::QA_FRAME_OVERHEAD_BYTES`]).
     pub qa_frame_overhead_bytes: usize,
+    /// One summary per suite that had tasks.
     pub suites: Vec<SuiteSummary>,
+    /// Every task's record, for re-analysis.
     pub tasks: Vec<TaskRecord>,
 }
 
 impl Report {
+    /// Summarise `tasks` per suite (suites with no task are left out).
     pub fn new(small: String, strong: String, bits: Vec<usize>, tasks: Vec<TaskRecord>) -> Self {
         let mut suites = Vec::new();
         for s in [Suite::Humaneval, Suite::Math] {
@@ -285,16 +314,26 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
+/// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    /// A report file could not be written (directory missing, disk full, no permission).
     #[error("{path}: {source}")]
     Io {
+        /// The file involved.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// Drawing a plot failed.
     #[error("plot {path}: {detail}")]
-    Plot { path: PathBuf, detail: String },
+    Plot {
+        /// The plot file.
+        path: PathBuf,
+        /// The plotting library's error text.
+        detail: String,
+    },
 }
 
 /// Write `report.json`, `report.md` and the two plots into `dir`; returns the files written.

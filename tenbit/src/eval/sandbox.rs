@@ -52,7 +52,9 @@ pub enum Outcome {
     Passed,
     /// Non-zero exit or killed by a signal (an assertion, an exception, a resource limit).
     Failed {
+        /// The exit status, when the program exited.
         code: Option<i32>,
+        /// The signal that killed it, when one did (SIGKILL/SIGXCPU often mean a limit).
         signal: Option<i32>,
         /// Last lines of stderr (the traceback), for the report.
         stderr_tail: String,
@@ -62,6 +64,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the program passed (the only outcome graded as correct).
     pub fn passed(&self) -> bool {
         matches!(self, Outcome::Passed)
     }
@@ -86,13 +89,18 @@ impl Outcome {
     }
 }
 
+/// Why a program could not be run at all (as opposed to running and failing, an [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// No usable interpreter: install `python3` or point `TENBIT_PYTHON` at one.
     #[error("no Python 3 interpreter found (tried {0}); install python3 or set TENBIT_PYTHON")]
     NoPython(String),
+    /// Creating the run directory, writing the program, or spawning it failed.
     #[error("sandbox {path}: {source}")]
     Io {
+        /// The file or directory involved.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

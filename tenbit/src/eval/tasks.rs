@@ -13,11 +13,14 @@ use tenbit_wire::rng::SplitMix64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Suite {
+    /// HumanEval code tasks, graded by running their tests.
     Humaneval,
+    /// Math word problems, graded by the final number.
     Math,
 }
 
 impl Suite {
+    /// The lowercase name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
             Suite::Humaneval => "humaneval",
@@ -33,7 +36,9 @@ pub enum Grader {
     Code {
         /// HumanEval's `prompt`: imports, helpers and the function stub with its docstring.
         code_prompt: String,
+        /// Name of the function under test, passed to the test's `check`.
         entry_point: String,
+        /// HumanEval's test code, defining `check(candidate)`.
         test: String,
         /// HumanEval's reference body (lets tests check the grading pipeline itself).
         canonical: String,
@@ -42,27 +47,42 @@ pub enum Grader {
     Number(String),
 }
 
+/// One evaluation task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    /// Stable id (HumanEval's `task_id`, or the math set's own), used to join reports.
     pub id: String,
+    /// Which benchmark it belongs to.
     pub suite: Suite,
     /// What every model is asked (small alone, strong alone, and the QA run).
     pub prompt: String,
+    /// How its answers are graded.
     pub grader: Grader,
 }
 
+/// Why the tasks could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TaskError {
+    /// The pinned HumanEval data set could not be fetched or found (see the catalogue's error).
     #[error(transparent)]
     Catalogue(#[from] catalogue::CatalogueError),
+    /// The data file could not be read.
     #[error("{path}: {source}")]
     Io {
+        /// The file involved.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The data file is not what the pinned data set should contain (corrupt or a wrong file).
     #[error("{what}: {detail}")]
-    Format { what: String, detail: String },
+    Format {
+        /// Which file or line is wrong.
+        what: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TaskError + '_ {

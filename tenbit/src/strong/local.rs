@@ -90,6 +90,7 @@ impl LocalModel {
         Self::load_with(path, SessionOptions::default())
     }
 
+    /// [`load`](Self::load) with explicit engine session options (threads, kernel, context).
     pub fn load_with(path: impl AsRef<Path>, opts: SessionOptions) -> Result<Self, StrongError> {
         let path = path.as_ref();
         let err = |what: &str, e: &dyn std::fmt::Display| {
@@ -125,6 +126,7 @@ impl LocalModel {
         self.reused.load(Ordering::Relaxed)
     }
 
+    /// The model's tokenizer (to count tokens the way the model does).
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tok
     }

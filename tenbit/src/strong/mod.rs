@@ -7,7 +7,7 @@
 //!
 //! The strong model is either any OpenAI-compatible chat-completions server
 //! ([`OpenAiClient`]: llama.cpp server, vLLM, Ollama, hosted APIs) or a local GGUF model run by
-//! the project's own engine ([`LocalModel`]). [`serve`] exposes any [`ChatModel`] as an
+//! the project's own engine ([`LocalModel`]). [`serve()`] exposes any [`ChatModel`] as an
 //! OpenAI-compatible HTTP server, so the client is tested against a real server over loopback.
 //!
 //! Failure policy: a strong model that is down, slow or talks nonsense produces a
@@ -31,23 +31,29 @@ pub use serve::{serve, Server, ServerHandle};
 /// One chat message: `role` is `system`, `user` or `assistant`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
+    /// `system`, `user` or `assistant`; servers may reject anything else.
     pub role: String,
+    /// The message text, verbatim (no trimming is applied).
     pub content: String,
 }
 
 impl ChatMessage {
+    /// A message with any role; prefer the role-named constructors below.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
         ChatMessage {
             role: role.into(),
             content: content.into(),
         }
     }
+    /// A `system` message (instructions that frame the conversation).
     pub fn system(content: impl Into<String>) -> Self {
         Self::new("system", content)
     }
+    /// A `user` message.
     pub fn user(content: impl Into<String>) -> Self {
         Self::new("user", content)
     }
+    /// An `assistant` message (an earlier model turn, replayed as context).
     pub fn assistant(content: impl Into<String>) -> Self {
         Self::new("assistant", content)
     }
@@ -56,6 +62,7 @@ impl ChatMessage {
 /// A chat-completions request, the subset of the OpenAI schema both ends understand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatRequest {
+    /// The conversation so far, oldest first; must not be empty.
     pub messages: Vec<ChatMessage>,
     /// Upper bound on generated tokens; `None` lets the model decide.
     pub max_tokens: Option<u32>,
@@ -78,18 +85,22 @@ impl ChatRequest {
             seed: None,
         }
     }
+    /// Cap the reply at `n` generated tokens.
     pub fn max_tokens(mut self, n: u32) -> Self {
         self.max_tokens = Some(n);
         self
     }
+    /// Sampling temperature; 0 keeps decoding greedy and reproducible.
     pub fn temperature(mut self, t: f32) -> Self {
         self.temperature = t;
         self
     }
+    /// Add a stop string (generation ends before it; it is not part of the reply).
     pub fn stop(mut self, s: impl Into<String>) -> Self {
         self.stop.push(s.into());
         self
     }
+    /// Sampling seed, so a non-greedy request is repeatable on servers that honour it.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
@@ -108,6 +119,7 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// The OpenAI wire name (`stop`, `length`; `other` for anything else).
     pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Stop => "stop",
@@ -120,11 +132,15 @@ impl FinishReason {
 /// The assistant's reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatResponse {
+    /// The reply text.
     pub content: String,
+    /// Why generation ended; [`FinishReason::Length`] means the reply may be cut off.
     pub finish_reason: FinishReason,
     /// Model name as reported by whoever generated the reply.
     pub model: String,
+    /// Prompt size in tokens, when the server reports it.
     pub prompt_tokens: Option<u32>,
+    /// Reply size in tokens, when the server reports it.
     pub completion_tokens: Option<u32>,
 }
 
@@ -152,57 +168,115 @@ impl<T: ChatModel + ?Sized> ChatModel for std::sync::Arc<T> {
 /// key) and what to check.
 #[derive(Debug, thiserror::Error)]
 pub enum StrongError {
+    /// The server could not be reached (refused, reset, DNS) after every retry: start it or
+    /// fix the URL.
     #[error("strong model server at {url} is down ({detail}; tried {attempts} time(s))")]
     Down {
+        /// The endpoint that was tried.
         url: String,
+        /// Connection attempts made, retries included.
         attempts: u32,
+        /// The transport's own error text.
         detail: String,
     },
+    /// Every attempt exceeded the per-attempt timeout: raise `TENBIT_STRONG_TIMEOUT` or use a
+    /// faster server.
     #[error("strong model server at {url} timed out after {timeout:?} ({attempts} attempt(s))")]
     Timeout {
+        /// The endpoint that was tried.
         url: String,
+        /// The per-attempt timeout in force.
         timeout: Duration,
+        /// Attempts made, retries included.
         attempts: u32,
     },
+    /// The server answered, but not with an OpenAI-compatible response (wrong URL or protocol).
     #[error("strong model server at {url} returned garbage: {detail}")]
-    Garbage { url: String, detail: String },
+    Garbage {
+        /// The endpoint that answered.
+        url: String,
+        /// What was wrong with the response.
+        detail: String,
+    },
+    /// The response was well formed but held no completion.
     #[error("strong model server at {url} returned no choices")]
-    EmptyChoices { url: String },
+    EmptyChoices {
+        /// The endpoint that answered.
+        url: String,
+    },
+    /// The server answered with an HTTP error status (after retries for 429 and 5xx); the body
+    /// usually says why (bad key, unknown model).
     #[error("strong model server at {url} answered HTTP {status} ({attempts} attempt(s)): {body}")]
     Http {
+        /// The endpoint that answered.
         url: String,
+        /// The last HTTP status code.
         status: u16,
+        /// Attempts made, retries included.
         attempts: u32,
+        /// The response body, for the user to read.
         body: String,
     },
+    /// The client configuration (URL, `TENBIT_STRONG_*` values) is invalid: the text says which.
     #[error("strong model configuration: {0}")]
     Config(String),
+    /// The local strong model failed to load or run (file, engine, or tokenizer error).
     #[error("local strong model: {0}")]
     Local(String),
+    /// The conversation does not fit the local model's context: shorten the prompt.
     #[error("the prompt needs {needed} tokens but the local model's context holds {capacity}")]
-    ContextTooLong { needed: usize, capacity: usize },
+    ContextTooLong {
+        /// Tokens the prompt needs.
+        needed: usize,
+        /// Tokens the context holds.
+        capacity: usize,
+    },
+    /// The request itself is unusable (no messages, an unknown role); the caller's bug.
     #[error("invalid chat request: {0}")]
     BadRequest(String),
+    /// The strong model never answered a QA question with a clear yes or no, so no bit can be
+    /// sent (a guessed bit would corrupt the answer).
     #[error(
         "the strong model gave no usable yes/no answer to {question:?} after {attempts} \
          attempt(s); last reply: {last_reply:?}"
     )]
     Unparseable {
+        /// The small model's question.
         question: String,
+        /// Times the strong model was asked.
         attempts: u32,
+        /// Its last reply, for the user to see what it said instead.
         last_reply: String,
     },
+    /// The rewrite came back empty; coding it would lose the whole message.
     #[error("the strong model returned an empty rewrite")]
     EmptyRewrite,
+    /// The rewrite stopped at the token limit, so it may have lost facts: raise the limit.
     #[error(
         "the strong model's rewrite hit the {max_tokens}-token limit; a cut-off rewrite would \
          lose facts, so it is refused (raise the limit)"
     )]
-    RewriteTruncated { max_tokens: u32 },
+    RewriteTruncated {
+        /// The token limit the rewrite hit.
+        max_tokens: u32,
+    },
+    /// A QA run asked for more questions than allowed (see [`check_k`]): ask fewer.
     #[error("{k} questions requested; the configured maximum is {max}")]
-    TooManyQuestions { k: usize, max: usize },
+    TooManyQuestions {
+        /// Questions requested.
+        k: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// `serve` could not listen on the address (in use, or not allowed).
     #[error("cannot start the strong model server on {addr}: {detail}")]
-    Bind { addr: String, detail: String },
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The operating system's error text.
+        detail: String,
+    },
+    /// A model name did not resolve to a local file through the catalogue.
     #[error(transparent)]
     Catalogue(#[from] tenbit_catalogue::CatalogueError),
 }
@@ -271,8 +345,10 @@ pub fn check_k(k: usize, max: usize) -> Result<(), StrongError> {
 /// Why [`encode_qa`] failed: the strong model (or the K limit), or the small model's coder.
 #[derive(Debug, thiserror::Error)]
 pub enum QaEncodeError {
+    /// The strong model failed, or K is over the limit ([`StrongError::is_outage`] tells which).
     #[error(transparent)]
     Strong(#[from] StrongError),
+    /// The small model's side failed (engine, prompt, or frame building).
     #[error(transparent)]
     Codec(#[from] tenbit_lm::codec::CodecError),
 }

@@ -41,6 +41,7 @@ const MAX_BODY: u64 = 8 << 20;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap a key; from here on it prints only as `Secret(***)`.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -61,7 +62,9 @@ impl fmt::Debug for Secret {
 pub struct OpenAiConfig {
     /// Base URL: `http://host:port`, `http://host:port/v1`, or the full `.../chat/completions`.
     pub base_url: String,
+    /// Model name sent in each request (servers with one model often ignore it).
     pub model: String,
+    /// Sent as `Authorization: Bearer`; `None` for servers that need no key.
     pub api_key: Option<Secret>,
     /// Limit for one attempt, connect to last body byte.
     pub timeout: Duration,
@@ -170,6 +173,8 @@ enum Attempt {
 }
 
 impl OpenAiClient {
+    /// A client for `cfg`; fails with [`StrongError::Config`] on a bad URL or a zero timeout.
+    /// Nothing is sent until the first request.
     pub fn new(cfg: OpenAiConfig) -> Result<Self, StrongError> {
         let endpoint = endpoint(&cfg.base_url)?;
         if cfg.timeout.is_zero() {
@@ -192,6 +197,7 @@ impl OpenAiClient {
         Self::new(OpenAiConfig::from_env()?)
     }
 
+    /// The configuration the client was built with.
     pub fn config(&self) -> &OpenAiConfig {
         &self.cfg
     }

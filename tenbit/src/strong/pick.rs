@@ -19,8 +19,7 @@ use crate::eval::extract::{last_number, normalise_number};
 pub const STRONG_ANSWER_TOKENS: u32 = 1024;
 /// The yes/no question the strong model answers about each candidate when no final answer can
 /// be extracted to compare.
-pub const JUDGE_QUESTION: &str =
-    "Is the draft answer a correct and complete answer to the task?";
+pub const JUDGE_QUESTION: &str = "Is the draft answer a correct and complete answer to the task?";
 
 /// The gradeable final answer of a reply, normalised so equal answers compare equal: the last
 /// `\boxed{...}`, else a multiple-choice letter stated as the answer ("answer is (B)",
@@ -198,8 +197,14 @@ mod tests {
     fn final_answers_compare_equal_when_they_mean_the_same() {
         assert_eq!(final_answer("so 7*8 = 56.").as_deref(), Some("56"));
         assert_eq!(final_answer("#### 1,234").as_deref(), Some("1234"));
-        assert_eq!(final_answer("it is \\boxed{\\frac{1}{2}} here").as_deref(), Some("\\frac{1}{2}"));
-        assert_eq!(final_answer("\\boxed{ 12.50 } then 3").as_deref(), Some("12.5"));
+        assert_eq!(
+            final_answer("it is \\boxed{\\frac{1}{2}} here").as_deref(),
+            Some("\\frac{1}{2}")
+        );
+        assert_eq!(
+            final_answer("\\boxed{ 12.50 } then 3").as_deref(),
+            Some("12.5")
+        );
         assert_eq!(final_answer("The answer is (B).").as_deref(), Some("B"));
         assert_eq!(final_answer("Answer: **C**").as_deref(), Some("C"));
         assert_eq!(final_answer("The answer is Bob").as_deref(), None);
@@ -256,6 +261,12 @@ mod tests {
         let s = Script(Default::default());
         let mut j = StrongJudge::new(&s, "Use a bowline knot.");
         let e = j.choose("Which knot?", &c).unwrap_err();
-        assert!(matches!(e.downcast_ref::<StrongError>(), Some(StrongError::Down { .. })), "{e}");
+        assert!(
+            matches!(
+                e.downcast_ref::<StrongError>(),
+                Some(StrongError::Down { .. })
+            ),
+            "{e}"
+        );
     }
 }

@@ -258,6 +258,7 @@ pub struct StrongOracle<'a> {
 }
 
 impl<'a> StrongOracle<'a> {
+    /// An oracle with no reference answer that refuses questions past `max_questions`.
     pub fn new(model: &'a dyn ChatModel, max_questions: usize) -> Self {
         StrongOracle {
             model,

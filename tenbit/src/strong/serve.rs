@@ -71,6 +71,7 @@ impl Server {
         })
     }
 
+    /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
@@ -214,6 +215,7 @@ impl Server {
 }
 
 impl ServerHandle {
+    /// The address actually bound (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }
