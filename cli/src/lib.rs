@@ -20,8 +20,8 @@ use tenbit_catalogue::{self as catalogue, CatalogueError, ModelSpec};
 use tenbit_engine::lora::{Adapter, AdapterError};
 use tenbit_engine::{KernelLevel, Model, SessionOptions};
 use tenbit_lm::codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
-use tenbit_lm::qa::QaError;
 use tenbit_lm::pick::PickError;
+use tenbit_lm::qa::QaError;
 use tenbit_wire::frame::FrameError;
 
 use crate::io::IoError;

@@ -46,7 +46,11 @@ fn edge_draws_the_chosen_candidate_alone_and_refuses_bad_frames() {
         v.dedup();
         v.len()
     };
-    assert!(distinct >= 2, "seeded candidates are all the same: {:?}", out.candidates);
+    assert!(
+        distinct >= 2,
+        "seeded candidates are all the same: {:?}",
+        out.candidates
+    );
     let (index, frame) = out.chosen.clone().expect("judge chose 2");
     assert_eq!(index, 2);
     assert_eq!(frame_mode(&frame).unwrap(), Mode::Pick);
@@ -54,16 +58,28 @@ fn edge_draws_the_chosen_candidate_alone_and_refuses_bad_frames() {
     assert_eq!(frame.len(), 8);
 
     // The one decode entry point draws candidate 2 alone: the same text as in the batch of 4.
-    let msg = c.decode(&frame, Some(PROMPT), 1 << 16, &mut |_, _| {}).unwrap();
+    let msg = c
+        .decode(&frame, Some(PROMPT), 1 << 16, &mut |_, _| {})
+        .unwrap();
     assert_eq!(msg.mode, Mode::Pick);
     assert_eq!(msg.text, out.candidates[2].as_bytes());
-    assert_eq!(c.decode_pick(&frame, PROMPT).unwrap(), (2, 2, out.candidates[2].clone()));
+    assert_eq!(
+        c.decode_pick(&frame, PROMPT).unwrap(),
+        (2, 2, out.candidates[2].clone())
+    );
     // Drawn in another batch (other companions, another size), a candidate is the same text.
-    let again = c.pick_candidates(std::str::from_utf8(PROMPT).unwrap(), &[3, 1]).unwrap();
-    assert_eq!(again, vec![out.candidates[3].clone(), out.candidates[1].clone()]);
+    let again = c
+        .pick_candidates(std::str::from_utf8(PROMPT).unwrap(), &[3, 1])
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![out.candidates[3].clone(), out.candidates[1].clone()]
+    );
 
     // Replayed with another prompt, or without one: refused.
-    let e = c.decode(&frame, Some(b"What is 6 times 9?"), 1 << 16, &mut |_, _| {}).unwrap_err();
+    let e = c
+        .decode(&frame, Some(b"What is 6 times 9?"), 1 << 16, &mut |_, _| {})
+        .unwrap_err();
     assert!(matches!(e, CodecError::CorruptOrWrongPrompt), "{e}");
     let e = c.decode(&frame, None, 1 << 16, &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, CodecError::PromptRequired), "{e}");
@@ -81,14 +97,24 @@ fn edge_draws_the_chosen_candidate_alone_and_refuses_bad_frames() {
         encode_frame(&h, &key, payload, &mut f).unwrap();
         f
     };
-    let e = c.decode(&keyed(&[2, 4]), Some(PROMPT), 1 << 16, &mut |_, _| {}).unwrap_err();
+    let e = c
+        .decode(&keyed(&[2, 4]), Some(PROMPT), 1 << 16, &mut |_, _| {})
+        .unwrap_err();
     assert!(
-        matches!(e, CodecError::Pick(PickError::IndexOutOfRange { index: 4, k: 2 })),
+        matches!(
+            e,
+            CodecError::Pick(PickError::IndexOutOfRange { index: 4, k: 2 })
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("beyond"), "{e}");
-    let e = c.decode(&keyed(&[9, 0, 0]), Some(PROMPT), 1 << 16, &mut |_, _| {}).unwrap_err();
-    assert!(matches!(e, CodecError::Pick(PickError::TooManyBits { k: 9, .. })), "{e}");
+    let e = c
+        .decode(&keyed(&[9, 0, 0]), Some(PROMPT), 1 << 16, &mut |_, _| {})
+        .unwrap_err();
+    assert!(
+        matches!(e, CodecError::Pick(PickError::TooManyBits { k: 9, .. })),
+        "{e}"
+    );
 }
 
 #[test]
@@ -98,8 +124,13 @@ fn encoder_refuses_bad_k_and_reports_none_and_judge_failures() {
     let c = LmCodec::new(&m, SessionOptions::default()).unwrap();
     // K above the maximum: refused before any candidate is drawn or the judge is asked.
     let mut j = fixed(Some(0));
-    let e = c.encode_pick(PROMPT, MAX_PICK_BITS + 1, &mut j).unwrap_err();
-    assert!(matches!(e, CodecError::Pick(PickError::TooManyBits { .. })), "{e}");
+    let e = c
+        .encode_pick(PROMPT, MAX_PICK_BITS + 1, &mut j)
+        .unwrap_err();
+    assert!(
+        matches!(e, CodecError::Pick(PickError::TooManyBits { .. })),
+        "{e}"
+    );
     assert!(j.seen.is_empty());
     let e = c.encode_pick(PROMPT, 0, &mut j).unwrap_err();
     assert!(matches!(e, CodecError::Pick(PickError::ZeroBits)), "{e}");
@@ -109,7 +140,13 @@ fn encoder_refuses_bad_k_and_reports_none_and_judge_failures() {
     assert!(out.chosen.is_none());
     // A judge choosing an index it was not offered, and a judge that fails: typed errors.
     let e = c.encode_pick(PROMPT, 1, &mut fixed(Some(2))).unwrap_err();
-    assert!(matches!(e, CodecError::Pick(PickError::IndexOutOfRange { index: 2, k: 1 })), "{e}");
+    assert!(
+        matches!(
+            e,
+            CodecError::Pick(PickError::IndexOutOfRange { index: 2, k: 1 })
+        ),
+        "{e}"
+    );
     let mut down = Fixed {
         choice: Err("strong server unreachable"),
         seen: Vec::new(),

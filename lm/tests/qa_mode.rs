@@ -19,7 +19,7 @@ impl Oracle for Scripted {
         question: &str,
     ) -> Result<bool, tenbit_lm::qa::OracleError> {
         self.0.push(question.to_string());
-        Ok(index % 2 == 0)
+        Ok(index.is_multiple_of(2))
     }
 }
 

@@ -850,21 +850,36 @@ fn pick_frames_replay_identically_on_aarch64() {
     let prompt = "Is 17 a prime number? Answer yes or no.";
     let frame = work.0.join("pick.tbf");
     let mut enc = tools.host_cmd();
-    enc.args(["encode", "--mode", "pick", "--bits", "2", "--strong", &judge.url()])
-        .arg("--model")
-        .arg(&tools.model)
-        .args(["--prompt", prompt, "-o"])
-        .arg(&frame);
+    enc.args([
+        "encode",
+        "--mode",
+        "pick",
+        "--bits",
+        "2",
+        "--strong",
+        &judge.url(),
+    ])
+    .arg("--model")
+    .arg(&tools.model)
+    .args(["--prompt", prompt, "-o"])
+    .arg(&frame);
     let r = must(&mut enc, "x86_64 tenbit encode --mode pick", tools.limit);
     let said = r.stderr.clone();
-    assert!(said.contains("pick: candidate 1 of 4"), "the judge chose candidate 1:\n{said}");
+    assert!(
+        said.contains("pick: candidate 1 of 4"),
+        "the judge chose candidate 1:\n{said}"
+    );
     let chosen = said
         .split("answer:\n")
         .nth(1)
         .unwrap_or_else(|| panic!("the encoder prints the chosen answer; it said:\n{said}"))
         .trim()
         .to_string();
-    assert_eq!(std::fs::metadata(&frame).unwrap().len(), 8, "6 + 1 + 1 bytes");
+    assert_eq!(
+        std::fs::metadata(&frame).unwrap().len(),
+        8,
+        "6 + 1 + 1 bytes"
+    );
     for (label, mut cmd) in [
         ("x86_64 tenbit", tools.host_cmd()),
         ("aarch64 tenbit-edge", tools.edge_cmd()),
@@ -880,7 +895,11 @@ fn pick_frames_replay_identically_on_aarch64() {
         let r = must(&mut cmd, &format!("{label} decode (pick)"), tools.limit);
         eprintln!("cross_arch: pick replay on {label}: {:.1} s", r.secs);
         let text = std::fs::read_to_string(&out).unwrap_or_default();
-        assert_eq!(text.trim(), chosen, "{label}: pick replay differs from the chosen candidate");
+        assert_eq!(
+            text.trim(),
+            chosen,
+            "{label}: pick replay differs from the chosen candidate"
+        );
     }
 }
 

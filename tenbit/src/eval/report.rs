@@ -377,6 +377,26 @@ fn bounds(xs: &[f64]) -> (f64, f64) {
 }
 
 /// Accuracy against bits sent (log axis): small alone at the empty QA frame (K = 0), the QA
+
+/// The frame both plots share: a white canvas, the title naming the model pair, the same
+/// margins; `y_area` is the room the y labels need.
+fn titled<'a, 'p>(
+    root: &'a DrawingArea<SVGBackend<'p>, plotters::coord::Shift>,
+    what: &str,
+    r: &Report,
+    y_area: u32,
+) -> Result<ChartBuilder<'a, 'static, SVGBackend<'p>>, String> {
+    root.fill(&WHITE).map_err(|x| x.to_string())?;
+    let mut b = ChartBuilder::on(root);
+    b.caption(
+        format!("{what} ({} / {})", r.small_model, r.strong_model),
+        ("sans-serif", 20),
+    )
+    .margin(15)
+    .x_label_area_size(45)
+    .y_label_area_size(y_area);
+    Ok(b)
+}
 /// points along a line, the rewrite, the strong answer's lossless frame and its raw text.
 fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
@@ -389,18 +409,7 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
     }
     let (lo, hi) = bounds(&xs);
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Accuracy vs bits sent ({} / {})",
-                r.small_model, r.strong_model
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(55)
+    let mut chart = titled(&root, "Accuracy vs bits sent", r, 55)?
         .build_cartesian_2d((lo..hi).log_scale(), 0.0f64..1.05f64)
         .map_err(|x| e(&x))?;
     chart
@@ -492,18 +501,7 @@ fn plot_ratio(r: &Report, path: &Path) -> Result<(), String> {
     let (xlo, xhi) = bounds(&pts.iter().map(|p| p.1).collect::<Vec<_>>());
     let (ylo, yhi) = bounds(&pts.iter().map(|p| p.2).collect::<Vec<_>>());
     let root = SVGBackend::new(path, (900, 560)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "Compression ratio vs strong-model compute ({} / {})",
-                r.small_model, r.strong_model
-            ),
-            ("sans-serif", 20),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(65)
+    let mut chart = titled(&root, "Compression ratio vs strong-model compute", r, 65)?
         .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi.max(1.5)).log_scale())
         .map_err(|x| e(&x))?;
     chart
