@@ -244,7 +244,7 @@ fn a_sequence_overflowing_mid_decode_ends_alone_while_the_others_decode_on() {
     let feeds: Vec<(SeqId, &[TokenId])> =
         (0..3).map(|i| (ids[i], &toks[i][..prompts[i]])).collect();
     assert!(b.step(&feeds).unwrap().iter().all(|r| r.is_ok()));
-    let mut live = vec![true; 3];
+    let mut live = [true; 3];
     let mut failed_at = None;
     for k in 0..12 {
         let list: Vec<usize> = (0..3).filter(|&i| live[i]).collect();

@@ -94,6 +94,8 @@ fn main() {
             let t11 = TEMPS.iter().position(|&t| t == 1.1).unwrap();
             let (mut base, mut glob, mut adapt) = (0.0, 0.0, 0.0);
             let mut chosen = Vec::new();
+            // b indexes the fitting and the scoring split of bk alike.
+            #[allow(clippy::needless_range_loop)]
             for b in 0..BUCKETS.len() {
                 let best = (0..TEMPS.len())
                     .min_by(|&x, &y| bk[fit][b][x].total_cmp(&bk[fit][b][y]))

@@ -17,7 +17,7 @@ impl Oracle for Alternate {
         _: &str,
         _: &str,
     ) -> Result<bool, tenbit_lm::qa::OracleError> {
-        Ok(i % 2 == 0)
+        Ok(i.is_multiple_of(2))
     }
 }
 

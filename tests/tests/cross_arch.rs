@@ -751,7 +751,7 @@ impl tenbit::strong::ChatModel for ScriptedJudge {
     ) -> Result<tenbit::strong::ChatResponse, tenbit::strong::StrongError> {
         let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(tenbit::strong::ChatResponse {
-            content: if n % 2 == 0 { "Yes." } else { "No." }.into(),
+            content: if n.is_multiple_of(2) { "Yes." } else { "No." }.into(),
             finish_reason: tenbit::strong::FinishReason::Stop,
             model: "scripted-judge".into(),
             prompt_tokens: None,

@@ -20,8 +20,7 @@ struct SmolWithJudge(LocalModel);
 
 fn last_number(s: &str) -> Option<String> {
     s.split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .last()
+        .rfind(|w| !w.is_empty())
         .map(str::to_string)
 }
 

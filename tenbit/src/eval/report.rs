@@ -376,8 +376,6 @@ fn bounds(xs: &[f64]) -> (f64, f64) {
     (lo / 2.0, hi * 2.0)
 }
 
-/// Accuracy against bits sent (log axis): small alone at the empty QA frame (K = 0), the QA
-
 /// The frame both plots share: a white canvas, the title naming the model pair, the same
 /// margins; `y_area` is the room the y labels need.
 fn titled<'a, 'p>(
@@ -397,6 +395,8 @@ fn titled<'a, 'p>(
     .y_label_area_size(y_area);
     Ok(b)
 }
+
+/// Accuracy against bits sent (log axis): small alone at the empty QA frame (K = 0), the QA
 /// points along a line, the rewrite, the strong answer's lossless frame and its raw text.
 fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
