@@ -23,6 +23,10 @@ use tenbit_lm::codec::{CodecError, LmCodec, Message, DEFAULT_MAX_INPUT};
 use tenbit_lm::pick::PickError;
 use tenbit_lm::qa::QaError;
 use tenbit_wire::frame::FrameError;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::Layer as _;
 
 use crate::io::IoError;
 
@@ -150,18 +154,31 @@ impl LogArgs {
     /// Logging to stderr via `tracing`; `RUST_LOG` overrides the flags.
     pub fn init(&self) {
         let level = match (self.quiet, self.verbose) {
-            (true, _) => "error",
-            (false, 0) => "warn",
-            (false, 1) => "info",
-            (false, 2) => "debug",
-            _ => "trace",
+            (true, _) => LevelFilter::ERROR,
+            (false, 0) => LevelFilter::WARN,
+            (false, 1) => LevelFilter::INFO,
+            (false, 2) => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
         };
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .without_time()
+        // `Targets` parses RUST_LOG's `target=level,level` directives without the regex engine
+        // EnvFilter brings (its span/field filters are not needed here, and the regex crates
+        // were ~9% of the stripped board binary). A RUST_LOG that does not parse is reported
+        // and the flags' level is used.
+        let flags = Targets::new().with_default(level);
+        let filter = match std::env::var("RUST_LOG") {
+            Ok(spec) if !spec.trim().is_empty() => spec.parse().unwrap_or_else(|e| {
+                eprintln!("warning: ignoring RUST_LOG={spec:?}: {e}");
+                flags
+            }),
+            _ => flags,
+        };
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .without_time()
+                    .with_filter(filter),
+            )
             .try_init();
     }
 }
