@@ -3,6 +3,7 @@
 //! bytes) resynchronises at the next zero. Overhead: one byte per 254 plus the delimiter.
 
 use super::packet::PacketError;
+use super::rxbuf::{Ended, RxBuf};
 
 /// Largest COBS encoding of `n` raw bytes (without the trailing delimiter).
 pub const fn max_encoded_len(n: usize) -> usize {
@@ -73,10 +74,7 @@ pub fn decode_in_place(buf: &mut [u8]) -> Result<usize, PacketError> {
 /// up to the next zero and reported once as [`PacketError::Oversized`].
 #[derive(Debug)]
 pub struct CobsDecoder<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-    last: usize,
-    overflow: bool,
+    rx: RxBuf<N>,
 }
 
 impl<const N: usize> Default for CobsDecoder<N> {
@@ -88,12 +86,7 @@ impl<const N: usize> Default for CobsDecoder<N> {
 impl<const N: usize> CobsDecoder<N> {
     /// An empty decoder.
     pub const fn new() -> Self {
-        CobsDecoder {
-            buf: [0; N],
-            len: 0,
-            last: 0,
-            overflow: false,
-        }
+        CobsDecoder { rx: RxBuf::new() }
     }
 
     /// Feeds one byte. Returns `None` while a packet is incomplete, `Some(Ok(()))` when a
@@ -102,34 +95,25 @@ impl<const N: usize> CobsDecoder<N> {
     /// senders may use them as preambles.
     pub fn push_byte(&mut self, byte: u8) -> Option<Result<(), PacketError>> {
         if byte != 0 {
-            if self.len < N {
-                self.buf[self.len] = byte;
-                self.len += 1;
-            } else {
-                self.overflow = true;
-            }
+            self.rx.push(byte);
             return None;
         }
-        let len = core::mem::replace(&mut self.len, 0);
-        self.last = 0;
-        if core::mem::replace(&mut self.overflow, false) {
-            return Some(Err(PacketError::Oversized));
-        }
-        if len == 0 {
-            return None;
-        }
-        match decode_in_place(&mut self.buf[..len]) {
-            Ok(n) => {
-                self.last = n;
-                Some(Ok(()))
-            }
-            Err(e) => Some(Err(e)),
+        match self.rx.end() {
+            Ended::Empty => None,
+            Ended::Oversized => Some(Err(PacketError::Oversized)),
+            Ended::Bytes(bytes) => match decode_in_place(bytes) {
+                Ok(n) => {
+                    self.rx.keep(n);
+                    Some(Ok(()))
+                }
+                Err(e) => Some(Err(e)),
+            },
         }
     }
 
     /// The packet completed by the last [`Self::push_byte`] that returned `Some(Ok(()))`.
     pub fn packet(&self) -> &[u8] {
-        &self.buf[..self.last.min(N)]
+        self.rx.last()
     }
 
     /// Feeds one byte; returns the completed packet, if any (see [`Self::push_byte`]).
@@ -142,8 +126,7 @@ impl<const N: usize> CobsDecoder<N> {
 
     /// Forgets a partial packet (e.g. after a long silence on the line).
     pub fn reset(&mut self) {
-        self.len = 0;
-        self.overflow = false;
+        self.rx.discard();
     }
 }
 

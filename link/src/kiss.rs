@@ -15,6 +15,7 @@
 //! never panics and never allocates.
 
 use super::packet::PacketError;
+use super::rxbuf::{Ended, RxBuf};
 
 /// Frame end.
 pub const FEND: u8 = 0xC0;
@@ -87,12 +88,9 @@ impl Frame<'_> {
 /// Streaming KISS parser with a fixed buffer of `N` bytes (command byte included).
 #[derive(Debug)]
 pub struct KissDecoder<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-    last: usize,
+    rx: RxBuf<N>,
     in_frame: bool,
     escape: bool,
-    overflow: bool,
     bad_escape: bool,
 }
 
@@ -106,12 +104,9 @@ impl<const N: usize> KissDecoder<N> {
     /// An empty decoder (outside any frame: bytes before the first `FEND` are skipped).
     pub const fn new() -> Self {
         KissDecoder {
-            buf: [0; N],
-            len: 0,
-            last: 0,
+            rx: RxBuf::new(),
             in_frame: false,
             escape: false,
-            overflow: false,
             bad_escape: false,
         }
     }
@@ -122,24 +117,16 @@ impl<const N: usize> KissDecoder<N> {
     pub fn push_byte(&mut self, byte: u8) -> Option<Result<(), PacketError>> {
         if byte == FEND {
             let was = core::mem::replace(&mut self.in_frame, true);
-            let len = core::mem::replace(&mut self.len, 0);
             let escape = core::mem::replace(&mut self.escape, false);
-            let overflow = core::mem::replace(&mut self.overflow, false);
             let bad = core::mem::replace(&mut self.bad_escape, false);
-            self.last = 0;
-            if !was {
-                return None;
-            }
-            if overflow {
-                return Some(Err(PacketError::Oversized));
-            }
-            if bad || escape {
-                return Some(Err(PacketError::Framing));
-            }
-            if len == 0 {
-                return None;
-            }
-            self.last = len;
+            let len = match self.rx.end() {
+                _ if !was => return None,
+                Ended::Oversized => return Some(Err(PacketError::Oversized)),
+                _ if bad || escape => return Some(Err(PacketError::Framing)),
+                Ended::Empty => return None,
+                Ended::Bytes(bytes) => bytes.len(),
+            };
+            self.rx.keep(len);
             return Some(Ok(()));
         }
         if !self.in_frame {
@@ -161,19 +148,14 @@ impl<const N: usize> KissDecoder<N> {
         } else {
             byte
         };
-        if self.len < N {
-            self.buf[self.len] = b;
-            self.len += 1;
-        } else {
-            self.overflow = true;
-        }
+        self.rx.push(b);
         None
     }
 
     /// The frame completed by the last [`Self::push_byte`] that returned `Some(Ok(()))`.
     /// (Valid until the next byte is pushed.)
     pub fn frame(&self) -> Frame<'_> {
-        match self.buf[..self.last.min(N)].split_first() {
+        match self.rx.last().split_first() {
             Some((&command, data)) => Frame { command, data },
             None => Frame {
                 command: CMD_DATA,

@@ -116,6 +116,7 @@ pub mod reassembly;
 #[cfg(feature = "reticulum")]
 pub mod reticulum;
 pub mod rnode;
+mod rxbuf;
 #[cfg(feature = "crypto")]
 pub mod seal;
 #[cfg(feature = "std")]
