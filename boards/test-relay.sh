@@ -48,13 +48,18 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 if ! "$tools/bin/defmt-print" -V 2>/dev/null | grep -q "$defmt_print_version"; then
   say "installing defmt-print $defmt_print_version into $tools"
-  cargo install --quiet --locked --root "$tools" defmt-print --version "=$defmt_print_version"
+  # --debug: an unoptimised build compiles in about half the time, and it only decodes a few
+  # dozen log frames here.
+  cargo install --quiet --locked --debug --root "$tools" defmt-print --version "=$defmt_print_version"
 fi
 
 # --- 1. firmware ------------------------------------------------------------------------------
 say "building relay firmware (thumbv7em-none-eabihf)"
 fw_target=${CARGO_TARGET_DIR:-$repo/target}/relay
-(cd relay && CARGO_TARGET_DIR=$fw_target "$here/cross.sh" \
+# The firmware keeps its own profile (size-optimised, LTO): tests/run-all.sh's profile overrides
+# for the host crates must not reach it, or the flash figures would change.
+(cd relay && env -u CARGO_PROFILE_RELEASE_LTO -u CARGO_PROFILE_RELEASE_DEBUG \
+   CARGO_TARGET_DIR=$fw_target "$here/cross.sh" \
    cargo build --release --locked --target thumbv7em-none-eabihf)
 elf=$fw_target/thumbv7em-none-eabihf/release/tenbit-relay
 read -r text data bss _ < <(arm-none-eabi-size "$elf" | tail -1)
