@@ -23,6 +23,8 @@ pub mod corpus;
 pub mod data;
 #[cfg(feature = "fetch")]
 mod fetch;
+#[cfg(feature = "sharegpt")]
+pub mod sharegpt;
 #[cfg(feature = "fetch")]
 pub use fetch::*;
 

