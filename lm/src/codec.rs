@@ -31,6 +31,8 @@ use crate::qa;
 use crate::tokenizer::{Tokenizer, TokenizerError};
 use tenbit_engine::{logits_hash, EngineError, Model, Session, SessionOptions};
 
+mod batch;
+
 /// KV-cache window used for coding. Fixed by the wire format: both ends must slide at the
 /// same positions, so this is not a user setting.
 pub const WINDOW: usize = 2048;

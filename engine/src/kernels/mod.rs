@@ -19,7 +19,10 @@
 //! differ only in how `isum` is computed (scalar loop, SSE2 `pmaddwd`, AVX2 `pmaddubsw`, AVX-512
 //! VNNI `vpdpbusd`, NEON `smull`/`sadalp`) and in how many rows run side by side.
 //!
-//! Every format has a single-row kernel ([`RowFn`]) and a multi-row one ([`RowsFn`]). The
+//! Every format has a single-row kernel ([`RowFn`]) and a multi-row one ([`RowsFn`]); the
+//! multi-token ones ([`TileFn`], prefill and batches: each weight block unpacked once for a
+//! tile of tokens) exist for the 32-value formats from AVX2 up and for the K-quants at every
+//! level (a generic unpack-once form, [`k_tile`], for scalar, SSE2 and NEON). The
 //! multi-row kernels run several rows' float sequences at once: on x86 from AVX2 up, eight rows
 //! in the eight lanes of a vector (`mulps`/`addps`/`subps` per lane are the same IEEE
 //! operations as the scalar ones), elsewhere four rows' independent chains interleaved. Each
@@ -178,8 +181,13 @@ pub type TileFn = unsafe fn(&[u8], &[QRow], &mut [f32]);
 pub const TILE_ROWS: usize = 8;
 
 /// Tokens whose accumulators a tile kernel keeps in registers at once.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // tile kernels are x86-only so far
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // 32-value tiles are x86-only
 pub(crate) const TILE_TOKENS: usize = 4;
+
+/// Tokens per pass of the K-quant tile kernels: unpacking a super-block row (codes, scale
+/// lanes) costs more than a 32-value block's, so it is shared by more tokens; the per-token
+/// terms wait on the stack (L1), not in registers.
+pub(crate) const K_TILE_TOKENS: usize = 8;
 
 /// The weight formats the kernels handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,36 +275,38 @@ impl Kernels {
         }
         #[rustfmt::skip]
         let table = match level {
+            // The K-quants have a multi-token tile at every level (generic unpack-once form
+            // for scalar, SSE2 and NEON); the 32-value formats from AVX2 up.
             KernelLevel::Scalar => [
                 pair!(q4_1::scalar_row, scalar_rows), pair!(q8_0::scalar_row, scalar_rows),
-                pair!(q5_0::scalar_row, scalar_rows), pair!(q4_k::scalar_row, scalar_rows),
-                pair!(q6_k::scalar_row, scalar_rows),
+                pair!(q5_0::scalar_row, scalar_rows), pair!(q4_k::scalar_row, scalar_rows, scalar_tile),
+                pair!(q6_k::scalar_row, scalar_rows, scalar_tile),
             ],
             #[cfg(target_arch = "x86_64")]
             KernelLevel::Sse2 => [
                 pair!(q4_1::sse2_row, sse2_rows), pair!(q8_0::sse2_row, sse2_rows),
                 // No SSE2 code for these: the scalar integer code is the SSE2 level.
-                pair!(q5_0::scalar_row, scalar_rows), pair!(q4_k::scalar_row, scalar_rows),
-                pair!(q6_k::scalar_row, scalar_rows),
+                pair!(q5_0::scalar_row, scalar_rows), pair!(q4_k::scalar_row, scalar_rows, scalar_tile),
+                pair!(q6_k::scalar_row, scalar_rows, scalar_tile),
             ],
             #[cfg(target_arch = "x86_64")]
             KernelLevel::Avx2 => [
                 pair!(q4_1::avx2_row, avx2_rows, avx2_tile), pair!(q8_0::avx2_row, avx2_rows, avx2_tile),
-                pair!(q5_0::avx2_row, avx2_rows, avx2_tile), pair!(q4_k::avx2_row, avx2_rows),
-                pair!(q6_k::avx2_row, avx2_rows),
+                pair!(q5_0::avx2_row, avx2_rows, avx2_tile), pair!(q4_k::avx2_row, avx2_rows, avx2_tile),
+                pair!(q6_k::avx2_row, avx2_rows, avx2_tile),
             ],
             #[cfg(target_arch = "x86_64")]
             KernelLevel::Avx512 => [
                 pair!(q4_1::vnni_row, vnni_rows, vnni_tile), pair!(q8_0::vnni_row, vnni_rows, vnni_tile),
-                pair!(q5_0::vnni_row, vnni_rows, vnni_tile), pair!(q4_k::vnni_row, vnni_rows),
+                pair!(q5_0::vnni_row, vnni_rows, vnni_tile), pair!(q4_k::vnni_row, vnni_rows, vnni_tile),
                 // No VNNI form: the signed, scale-weighted pairs are `pmaddwd` work either way.
-                pair!(q6_k::avx2_row, avx2_rows),
+                pair!(q6_k::avx2_row, avx2_rows, avx2_tile),
             ],
             #[cfg(target_arch = "aarch64")]
             KernelLevel::Neon => [
                 pair!(q4_1::neon_row, neon_rows), pair!(q8_0::neon_row, neon_rows),
-                pair!(q5_0::neon_row, neon_rows), pair!(q4_k::neon_row, neon_rows),
-                pair!(q6_k::neon_row, neon_rows),
+                pair!(q5_0::neon_row, neon_rows), pair!(q4_k::neon_row, neon_rows, neon_tile),
+                pair!(q6_k::neon_row, neon_rows, neon_tile),
             ],
             #[allow(unreachable_patterns)] // the other architecture's levels
             _ => return None,
@@ -423,6 +433,63 @@ macro_rules! block_kernels {
     };
 }
 pub(crate) use block_kernels;
+
+/// The sixteen 16-value partial dots of a K-quant super-block's unpacked weights `w` (signed,
+/// in value order) with the activation codes `q` (256 of them): exact integers, the scalar
+/// reference of [`k_tile`]'s inner product. Q4_K sums them in pairs, Q6_K weights each by its
+/// 16-value scale.
+#[inline(always)]
+pub(crate) fn dots16_scalar(w: &[i8; QK_K], q: &[i8]) -> [i32; 16] {
+    let q = &q[..QK_K];
+    std::array::from_fn(|h| {
+        let (w, q) = (&w[16 * h..16 * h + 16], &q[16 * h..16 * h + 16]);
+        w.iter().zip(q).map(|(&w, &q)| w as i32 * q as i32).sum()
+    })
+}
+
+/// Stamp out a K-quant multi-token kernel ([`TileFn`]) for the levels without a dedicated SIMD
+/// tile (scalar, SSE2, NEON): each row's super-block is unpacked once to signed codes
+/// (`$unpack(block, &mut [i8; 256])`) for a tile of [`K_TILE_TOKENS`] tokens, `$dots` (the
+/// level's integer dot, [`dots16_scalar`] or a SIMD one: exact either way) gives the sixteen
+/// 16-value partial dots per token, and `$step(acc, block, activations, super-block, f16
+/// table, partial dots)` runs the format's one float sequence per (row, token), super-blocks in
+/// order: the same operations as the single-row kernel.
+macro_rules! k_tile {
+    ($(#[$attr:meta])* $name:ident, $bytes:expr, $unpack:path, $dots:path, $step:path) => {
+        /// # Safety
+        ///
+        /// The CPU must have this function's target features (the [`Kernels`](crate::kernels::Kernels)
+        /// table is built only for levels the CPU has), and `rows` must hold `out.len() /
+        /// acts.len()` (at most [`TILE_ROWS`](crate::kernels::TILE_ROWS)) whole rows of the
+        /// activations' length (the caller checks).
+        $(#[$attr])*
+        pub(crate) unsafe fn $name(rows: &[u8], acts: &[$crate::quant::QRow], out: &mut [f32]) {
+            use $crate::kernels::{K_TILE_TOKENS as TILE_TOKENS, QK_K, TILE_ROWS};
+            let lut = $crate::kernels::f16_lut();
+            let n = out.len() / acts.len();
+            let rb = rows.len() / n;
+            let nsb = rb / $bytes;
+            let mut w = [0i8; QK_K];
+            for (ac, oc) in acts.chunks(TILE_TOKENS).zip(out.chunks_mut(TILE_TOKENS * n)) {
+                let mut acc = [[0f32; TILE_ROWS]; TILE_TOKENS];
+                for sb in 0..nsb {
+                    for r in 0..n {
+                        let blk = &rows[r * rb + sb * $bytes..r * rb + (sb + 1) * $bytes];
+                        $unpack(blk, &mut w);
+                        for (acc, a) in acc.iter_mut().zip(ac) {
+                            let p = $dots(&w, &a.q[sb * QK_K..(sb + 1) * QK_K]);
+                            acc[r] = $step(acc[r], blk, a, sb, lut, p);
+                        }
+                    }
+                }
+                for (o, acc) in oc.chunks_exact_mut(n).zip(&acc) {
+                    o.copy_from_slice(&acc[..n]);
+                }
+            }
+        }
+    };
+}
+pub(crate) use k_tile;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! Per sub-block j (one activation block b): `isum = sum q * q_a` (exact), then
 //! `acc = acc + (d * (d_a * (sc_j * isum)) - dmin * (m_j * s_a))`, sub-blocks in order.
 
-use super::{block_kernels, lut_f16, QK_K};
+use super::{block_kernels, dots16_scalar, k_tile, lut_f16, QK_K};
 use crate::quant::{QRow, QK};
 
 /// Bytes of a Q4_K super-block.
@@ -72,6 +72,33 @@ fn step_scalar(acc: f32, blk: &[u8], a: &QRow, sb: usize, lut: &[f32]) -> f32 {
 
 block_kernels!(scalar_row, scalar_rows, Q4_K_BYTES, step_scalar);
 
+/// A super-block's 256 codes (0..15) in value order, for the generic tile kernels.
+#[inline(always)]
+fn unpack(blk: &[u8], w: &mut [i8; QK_K]) {
+    for i in 0..4 {
+        let qs = &blk[16 + 32 * i..48 + 32 * i];
+        for l in 0..32 {
+            w[64 * i + l] = (qs[l] & 15) as i8;
+            w[64 * i + 32 + l] = (qs[l] >> 4) as i8;
+        }
+    }
+}
+
+/// [`step`] from the sixteen 16-value partial dots (sub-block j = halves 2j and 2j + 1).
+#[inline(always)]
+fn step16(acc: f32, blk: &[u8], a: &QRow, sb: usize, lut: &[f32], p: [i32; 16]) -> f32 {
+    step(
+        acc,
+        blk,
+        a,
+        sb,
+        lut,
+        std::array::from_fn(|j| p[2 * j] + p[2 * j + 1]),
+    )
+}
+
+k_tile!(scalar_tile, Q4_K_BYTES, unpack, dots16_scalar, step16);
+
 /// Dequantise one Q4_K row (float order as ggml / `gguf.quants`: `(d*sc)*q - dmin*m`).
 pub fn dequant(row: &[u8], out: &mut [f32]) {
     for (blk, o) in row.chunks_exact(Q4_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
@@ -97,8 +124,8 @@ pub(crate) use x86::*;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::kernels::f16_lut;
     use crate::kernels::x86::*;
+    use crate::kernels::{f16_lut, K_TILE_TOKENS as TILE_TOKENS};
     use std::arch::x86_64::*;
 
     /// The eight sub-block dots of one row's super-block at `blk` (pointer) as one vector
@@ -252,6 +279,79 @@ mod x86 {
         };
     }
 
+    /// Tile kernels: per super-block, each of the eight rows' codes, (scale, min) lanes and
+    /// f16 scales are unpacked once for a tile of tokens; per token the eight sub-block dots,
+    /// their reduction and the lane-wise terms are those of `eight_rows`, and each token's
+    /// eight rows' terms are added to its accumulators in sub-block order
+    /// ([`add_terms_in_order`]): exactly [`step`] per (row, token).
+    macro_rules! tile {
+        ($(#[$attr:meta])* $name:ident, $dot:path) => {
+            /// # Safety
+            ///
+            /// The CPU must have this function's target features (the [`Kernels`](crate::kernels::Kernels)
+            /// table is built only for levels the CPU has), and `rows` must hold eight whole
+            /// rows of the activations' length (the caller checks).
+            $(#[$attr])*
+            pub(crate) unsafe fn $name(rows: &[u8], acts: &[QRow], out: &mut [f32]) {
+                let lut = f16_lut();
+                let nsb = acts[0].blocks() / 8;
+                let rb = nsb * Q4_K_BYTES;
+                let base = rows.as_ptr();
+                let m4 = _mm256_set1_epi8(0x0f);
+                for (ac, oc) in acts.chunks(TILE_TOKENS).zip(out.chunks_mut(TILE_TOKENS * 8)) {
+                    let mut acc = [_mm256_setzero_ps(); TILE_TOKENS];
+                    for sb in 0..nsb {
+                        let mut t = [[_mm256_setzero_ps(); 8]; TILE_TOKENS];
+                        for r in 0..8 {
+                            // SAFETY: row r's super-block sb lies inside `rows` (checked).
+                            let blk = base.add(r * rb + sb * Q4_K_BYTES);
+                            let mut w = [_mm256_setzero_si256(); 8];
+                            for i in 0..4 {
+                                let raw = _mm256_loadu_si256(blk.add(16 + 32 * i) as *const __m256i);
+                                w[2 * i] = _mm256_and_si256(raw, m4);
+                                w[2 * i + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                            }
+                            let (s, m) = scales_mins(blk.add(4));
+                            let mf = _mm256_cvtepi32_ps(m);
+                            let d = _mm256_set1_ps(lut[(blk as *const u16).read_unaligned() as usize]);
+                            let dmin = _mm256_set1_ps(lut[(blk.add(2) as *const u16).read_unaligned() as usize]);
+                            for (tk, a) in t.iter_mut().zip(ac) {
+                                let q = a.q.as_ptr().add(sb * QK_K);
+                                let mut v = [_mm256_setzero_si256(); 8];
+                                for (j, vj) in v.iter_mut().enumerate() {
+                                    *vj = $dot(w[j], _mm256_loadu_si256(q.add(32 * j) as *const __m256i));
+                                }
+                                let isum = reduce8(v);
+                                let ad = _mm256_loadu_ps(a.d.as_ptr().add(sb * 8));
+                                let as_ = _mm256_loadu_ps(a.s.as_ptr().add(sb * 8));
+                                let x = _mm256_mul_ps(d, _mm256_mul_ps(ad, _mm256_cvtepi32_ps(_mm256_mullo_epi32(s, isum))));
+                                let y = _mm256_mul_ps(dmin, _mm256_mul_ps(mf, as_));
+                                tk[r] = _mm256_sub_ps(x, y);
+                            }
+                        }
+                        for (acc, tk) in acc.iter_mut().zip(&t).take(ac.len()) {
+                            *acc = add_terms_in_order(*acc, *tk);
+                        }
+                    }
+                    for (o, acc) in oc.chunks_exact_mut(8).zip(&acc) {
+                        _mm256_storeu_ps(o.as_mut_ptr(), *acc);
+                    }
+                }
+            }
+        };
+    }
+
+    tile!(
+        #[target_feature(enable = "avx2")]
+        avx2_tile,
+        dot_u8i8_avx2
+    );
+    tile!(
+        #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+        vnni_tile,
+        dot_u8i8_vnni
+    );
+
     eight_rows!(
         #[target_feature(enable = "avx2")]
         avx2_rows,
@@ -324,5 +424,14 @@ mod arm {
         neon_rows,
         Q4_K_BYTES,
         step_neon
+    );
+
+    k_tile!(
+        #[target_feature(enable = "neon")]
+        neon_tile,
+        Q4_K_BYTES,
+        unpack,
+        crate::kernels::arm::dots16,
+        step16
     );
 }

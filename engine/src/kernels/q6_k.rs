@@ -6,7 +6,7 @@
 //! sc[2jb+1] * sum_{l>=16} (c - 32) q_a` (exact, |isum| < 2^24.1), then
 //! `acc = acc + d * (d_a * isum)`, groups in order.
 
-use super::{block_kernels, lut_f16, QK_K};
+use super::{block_kernels, dots16_scalar, k_tile, lut_f16, QK_K};
 use crate::quant::{QRow, QK};
 
 /// Bytes of a Q6_K super-block.
@@ -76,6 +76,36 @@ fn step_scalar(acc: f32, blk: &[u8], a: &QRow, sb: usize, lut: &[f32]) -> f32 {
 
 block_kernels!(scalar_row, scalar_rows, Q6_K_BYTES, step_scalar);
 
+/// A super-block's 256 signed codes (`code - 32`, -32..31) in value order, for the generic
+/// tile kernels.
+#[inline(always)]
+fn unpack(blk: &[u8], w: &mut [i8; QK_K]) {
+    let mut c = [0u8; 32];
+    for jb in 0..8 {
+        codes(blk, jb, &mut c);
+        for (w, &c) in w[32 * jb..32 * jb + 32].iter_mut().zip(&c) {
+            *w = c as i8 - 32;
+        }
+    }
+}
+
+/// [`step`] from the sixteen 16-value partial dots (group jb = halves 2jb and 2jb + 1, each
+/// weighted by its scale as in the scalar reference).
+#[inline(always)]
+fn step16(acc: f32, blk: &[u8], a: &QRow, sb: usize, lut: &[f32], p: [i32; 16]) -> f32 {
+    let sc = |h: usize| (blk[192 + h] as i8) as i32;
+    step(
+        acc,
+        blk,
+        a,
+        sb,
+        lut,
+        std::array::from_fn(|jb| sc(2 * jb) * p[2 * jb] + sc(2 * jb + 1) * p[2 * jb + 1]),
+    )
+}
+
+k_tile!(scalar_tile, Q6_K_BYTES, unpack, dots16_scalar, step16);
+
 /// Dequantise one Q6_K row (float order as ggml / `gguf.quants`: `(d*sc)*(code-32)`).
 pub fn dequant(row: &[u8], out: &mut [f32]) {
     for (blk, o) in row.chunks_exact(Q6_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
@@ -100,8 +130,8 @@ pub(crate) use x86::*;
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::kernels::f16_lut;
     use crate::kernels::x86::*;
+    use crate::kernels::{f16_lut, K_TILE_TOKENS as TILE_TOKENS};
     use std::arch::x86_64::*;
 
     /// Group `jb`'s scale-weighted products as eight i32 lanes (their sum is the group dot).
@@ -180,6 +210,85 @@ mod x86 {
         Q6_K_BYTES,
         step_avx2
     );
+
+    /// Tile kernel: per super-block and row, the eight groups' signed codes (as |w| and w for
+    /// the sign trick of [`dot_i8_pairs`]), 16-value scale lanes and f16 scale are unpacked
+    /// once for a tile of tokens; per token the group dots, their reduction and the lane-wise
+    /// terms are those of [`avx2_rows`], and each token's eight rows' terms are added to its
+    /// accumulators in group order ([`add_terms_in_order`]): exactly [`step`] per (row, token).
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have this function's target features (the [`Kernels`](crate::kernels::Kernels)
+    /// table is built only for levels the CPU has), and `rows` must hold eight whole rows of
+    /// the activations' length (the caller checks).
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn avx2_tile(rows: &[u8], acts: &[QRow], out: &mut [f32]) {
+        let lut = f16_lut();
+        let nsb = acts[0].blocks() / 8;
+        let rb = nsb * Q6_K_BYTES;
+        let base = rows.as_ptr();
+        for (ac, oc) in acts
+            .chunks(TILE_TOKENS)
+            .zip(out.chunks_mut(TILE_TOKENS * 8))
+        {
+            let mut acc = [_mm256_setzero_ps(); TILE_TOKENS];
+            for sb in 0..nsb {
+                let mut t = [[_mm256_setzero_ps(); 8]; TILE_TOKENS];
+                for r in 0..8 {
+                    // SAFETY: row r's super-block sb lies inside `rows` (checked).
+                    let blk = base.add(r * rb + sb * Q6_K_BYTES);
+                    let mut aw = [_mm256_setzero_si256(); 8];
+                    let mut sw = [_mm256_setzero_si256(); 8];
+                    let mut sc = [_mm256_setzero_si256(); 8];
+                    for jb in 0..8 {
+                        let (lo, ls, hi, hs) = place(jb);
+                        let l = _mm256_loadu_si256(blk.add(lo) as *const __m256i);
+                        let h = _mm256_loadu_si256(blk.add(hi) as *const __m256i);
+                        let l = _mm256_and_si256(
+                            _mm256_srl_epi16(l, _mm_cvtsi32_si128(ls as i32)),
+                            _mm256_set1_epi8(0x0f),
+                        );
+                        let h = _mm256_and_si256(
+                            _mm256_srl_epi16(h, _mm_cvtsi32_si128(hs as i32)),
+                            _mm256_set1_epi8(3),
+                        );
+                        let w = _mm256_sub_epi8(
+                            _mm256_or_si256(l, _mm256_slli_epi16(h, 4)),
+                            _mm256_set1_epi8(32),
+                        );
+                        aw[jb] = _mm256_sign_epi8(w, w);
+                        sw[jb] = w;
+                        sc[jb] = _mm256_set_m128i(
+                            _mm_set1_epi16((*blk.add(193 + 2 * jb) as i8) as i16),
+                            _mm_set1_epi16((*blk.add(192 + 2 * jb) as i8) as i16),
+                        );
+                    }
+                    let d =
+                        _mm256_set1_ps(lut[(blk.add(208) as *const u16).read_unaligned() as usize]);
+                    for (tk, a) in t.iter_mut().zip(ac) {
+                        let q = a.q.as_ptr().add(sb * QK_K);
+                        let mut v = [_mm256_setzero_si256(); 8];
+                        for (jb, vj) in v.iter_mut().enumerate() {
+                            let av = _mm256_loadu_si256(q.add(32 * jb) as *const __m256i);
+                            // = dot_i8_pairs(w, av), with |w| computed once above.
+                            let p = _mm256_maddubs_epi16(aw[jb], _mm256_sign_epi8(av, sw[jb]));
+                            *vj = _mm256_madd_epi16(p, sc[jb]);
+                        }
+                        let isum = reduce8(v);
+                        let ad = _mm256_loadu_ps(a.d.as_ptr().add(sb * 8));
+                        tk[r] = _mm256_mul_ps(d, _mm256_mul_ps(ad, _mm256_cvtepi32_ps(isum)));
+                    }
+                }
+                for (acc, tk) in acc.iter_mut().zip(&t).take(ac.len()) {
+                    *acc = add_terms_in_order(*acc, *tk);
+                }
+            }
+            for (o, acc) in oc.chunks_exact_mut(8).zip(&acc) {
+                _mm256_storeu_ps(o.as_mut_ptr(), *acc);
+            }
+        }
+    }
 
     /// Eight-row kernel: per super-block and row, the eight group dots form one vector
     /// (lane jb), the terms `d * (d_a * isum)` are computed lane-wise, and
@@ -284,5 +393,14 @@ mod arm {
         neon_rows,
         Q6_K_BYTES,
         step_neon
+    );
+
+    k_tile!(
+        #[target_feature(enable = "neon")]
+        neon_tile,
+        Q6_K_BYTES,
+        unpack,
+        crate::kernels::arm::dots16,
+        step16
     );
 }

@@ -31,6 +31,11 @@ pub struct Args {
     /// Also write the markdown table here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Also encode the corpus B messages at a time through one engine batch (their prefills
+    /// share passes over the weights) and print the aggregate speed; every batched frame is
+    /// checked byte-identical to the message's frame coded alone.
+    #[arg(long, value_name = "B", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    batch: u16,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -52,6 +57,10 @@ pub fn command(a: Args, quiet: bool) -> Result<()> {
     let pb = spinner(quiet, Some(samples.len() as u64), "bench");
     let rows = run(&codec, &samples, !a.no_decode, &pb)?;
     pb.finish_and_clear();
+    let batched = match a.batch {
+        1 => None,
+        b => Some(run_batched(&codec, &samples, &rows, b as usize)?),
+    };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -62,7 +71,10 @@ pub fn command(a: Args, quiet: bool) -> Result<()> {
     let kernel = opts
         .kernel
         .unwrap_or_else(tenbit_engine::KernelLevel::detect);
-    let table = table(&rows, threads, kernel.name());
+    let mut table = table(&rows, threads, kernel.name());
+    if let Some(b) = batched {
+        table.push_str(&b);
+    }
     print!("{table}");
     if let Some(p) = a.out {
         fs::write(&p, &table).with_context(|| format!("cannot write {}", p.display()))?;
@@ -191,6 +203,8 @@ pub fn classic(data: &[u8]) -> Result<Classic> {
 
 pub struct Row {
     pub name: String,
+    /// The frame coded alone (the batched encode must reproduce it byte for byte).
+    pub frame: Vec<u8>,
     pub group: &'static str,
     pub bytes: usize,
     pub tokens: usize,
@@ -238,12 +252,14 @@ pub fn run(
             dec_s = t1.elapsed().as_secs_f64();
             anyhow::ensure!(msg.text == s.text, "round trip of {} differs", s.name);
         }
+        let tenbit = frame.len();
         rows.push(Row {
             name: s.name.clone(),
+            frame,
             group: s.group,
             bytes: s.text.len(),
             tokens,
-            tenbit: frame.len(),
+            tenbit,
             tenbit_noprompt,
             classic: classic(&s.text)?,
             enc_s,
@@ -252,6 +268,47 @@ pub fn run(
         progress.inc(1);
     }
     Ok(rows)
+}
+
+/// Encode every sample again, `batch` messages stepping together, check each frame against
+/// the one coded alone in `rows`, and return the speed line (aggregate response tokens/s of
+/// the batched encode vs the one-at-a-time encode of the same messages).
+pub fn run_batched(
+    codec: &LmCodec<'_>,
+    samples: &[Sample],
+    rows: &[Row],
+    batch: usize,
+) -> Result<String> {
+    let msgs: Vec<(PromptUse<'_>, &[u8])> = samples
+        .iter()
+        .map(|s| {
+            let p = match &s.prompt {
+                Some(p) => PromptUse::Known(p),
+                None => PromptUse::None,
+            };
+            (p, &s.text[..])
+        })
+        .collect();
+    let t0 = Instant::now();
+    let frames = codec.encode_messages(&msgs, Mode::Lossless, batch)?;
+    let secs = t0.elapsed().as_secs_f64();
+    for ((f, r), s) in frames.into_iter().zip(rows).zip(samples) {
+        let f = f.with_context(|| format!("batched encode of {}", s.name))?;
+        anyhow::ensure!(
+            f == r.frame,
+            "batched frame of {} differs from the frame coded alone",
+            s.name
+        );
+    }
+    let toks: usize = rows.iter().map(|r| r.tokens).sum();
+    let alone: f64 = rows.iter().map(|r| r.enc_s).sum();
+    Ok(format!(
+        "Batched encode ({batch} messages at once, {} messages): {:.1} response tokens/s aggregate vs {:.1} one at a time ({:.2}x); every frame byte-identical to alone\n",
+        rows.len(),
+        toks as f64 / secs,
+        toks as f64 / alone,
+        alone / secs
+    ))
 }
 
 pub fn table(rows: &[Row], threads: usize, kernel: &str) -> String {
