@@ -224,3 +224,76 @@ fn local_model_prefix_reuse_changes_no_reply() {
         assert_eq!(cold.prefix_tokens_reused(), 0);
     }
 }
+
+/// A judge that answers the first question, tells the test, and then its server goes away.
+struct YesOnce(std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>);
+
+impl ChatModel for YesOnce {
+    fn name(&self) -> &str {
+        "yes-once"
+    }
+    fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+        if let Some(tx) = self.0.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        Ok(ChatResponse {
+            content: "Yes.".into(),
+            finish_reason: FinishReason::Stop,
+            model: "yes-once".into(),
+            prompt_tokens: None,
+            completion_tokens: Some(2),
+        })
+    }
+}
+
+/// The strong server answers question 1 and then dies while the small model writes question 2:
+/// the encoder must exit 7 (strong model unavailable) naming question 2, not 4 ("corrupt") or 1.
+#[test]
+fn strong_server_dying_mid_qa_run_exits_with_the_outage_status() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let judge = HttpServer::bind(
+        Arc::new(YesOnce(std::sync::Mutex::new(Some(tx)))),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap()
+    .spawn();
+    let url = judge.url();
+    let child = Command::new(bin("tenbit"))
+        .args([
+            "encode",
+            "--mode",
+            "qa",
+            "--bits",
+            "3",
+            "--strong",
+            &url,
+            "--prompt",
+            "What is 2 + 2?",
+        ])
+        .env("TENBIT_MODEL", model_path())
+        // Fail fast once the server is gone (one attempt of at most 20 s).
+        .env("TENBIT_STRONG_URL", &url)
+        .env("TENBIT_STRONG_RETRIES", "0")
+        .env("TENBIT_STRONG_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tenbit encode");
+    rx.recv_timeout(Duration::from_secs(300))
+        .expect("the encoder never asked its first question");
+    // Stop accepting and close the listener: the next question finds nobody.
+    judge.shutdown().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("could not answer question 2"), "{err}");
+    assert!(
+        err.contains("is down") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no frame may be written after an outage"
+    );
+}

@@ -150,7 +150,8 @@ fn qa(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Resu
         a.bits,
         a.max_bits,
         reference.as_deref(),
-    )?;
+    )
+    .map_err(tenbit::strong::QaEncodeError::into_anyhow)?;
     eprintln!(
         "QA: {} questions, frame {} bytes; final answer:\n{}",
         t.questions.len(),
@@ -171,12 +172,9 @@ fn pick(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Re
     tenbit_lm::pick::check_bits(k).map_err(tenbit_lm::codec::CodecError::from)?;
     let (sm, _) = a.strong.open("--mode pick")?;
     let reference = (!text.is_empty()).then(|| String::from_utf8_lossy(text).into_owned());
-    // Unwrap the two error kinds so the exit status sees them (7 for a strong-model outage).
+    // Unwrap the error so the exit status sees its cause (7 for a strong-model outage).
     let r = tenbit::strong::pick::encode_pick(codec, sm.as_ref(), p, k, reference.as_deref())
-        .map_err(|e| match e {
-            tenbit::strong::QaEncodeError::Strong(s) => anyhow::Error::from(s),
-            tenbit::strong::QaEncodeError::Codec(c) => anyhow::Error::from(c),
-        })?;
+        .map_err(tenbit::strong::QaEncodeError::into_anyhow)?;
     match r.index {
         Some(i) => eprintln!(
             "pick: candidate {i} of {}, frame {} bytes; answer:\n{}",
