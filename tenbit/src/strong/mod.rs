@@ -398,12 +398,42 @@ pub fn encode_qa(
     max_k: usize,
     reference: Option<&str>,
 ) -> Result<(Vec<u8>, tenbit_lm::qa::Transcript), QaEncodeError> {
+    encode_qa_with(
+        codec,
+        strong,
+        prompt,
+        k,
+        max_k,
+        tenbit_lm::qa::Protocol::CURRENT,
+        reference,
+    )
+}
+
+/// [`encode_qa`] with an explicit QA protocol revision (evaluation of older revisions, and
+/// `tenbit encode --qa-protocol`).
+pub fn encode_qa_with(
+    codec: &tenbit_lm::codec::LmCodec<'_>,
+    strong: &dyn ChatModel,
+    prompt: &str,
+    k: usize,
+    max_k: usize,
+    protocol: tenbit_lm::qa::Protocol,
+    reference: Option<&str>,
+) -> Result<(Vec<u8>, tenbit_lm::qa::Transcript), QaEncodeError> {
     check_k(k, max_k)?;
     let mut oracle = StrongOracle::new(strong, k);
     if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
         oracle = oracle.with_reference(r);
     }
-    Ok(codec.encode_qa(prompt.as_bytes(), k, &mut oracle)?)
+    Ok(codec.encode_qa_with(prompt.as_bytes(), k, protocol, &mut oracle)?)
+}
+
+/// The strong model's own solution of `prompt` (greedy, at most `max_tokens`): what its QA
+/// judge answers from when the encoder has no reference answer, and the "strong alone"
+/// answer of the evaluation.
+pub fn solve(strong: &dyn ChatModel, prompt: &str, max_tokens: u32) -> Result<String, StrongError> {
+    let req = ChatRequest::new(vec![ChatMessage::user(prompt)]).max_tokens(max_tokens);
+    Ok(strong.chat(&req)?.content.trim().to_string())
 }
 
 #[cfg(test)]
