@@ -711,9 +711,12 @@ mod tests {
 
     #[test]
     fn qa_frame_size_formula() {
+        // K = 0 and K > 16: full frames (6 + the K byte + the bits); else compact.
         assert_eq!(qa_frame_bytes(0), 7);
-        assert_eq!(qa_frame_bytes(1), 8);
-        assert_eq!(qa_frame_bytes(8), 8);
-        assert_eq!(qa_frame_bytes(10), 9);
+        assert_eq!(qa_frame_bytes(1), 3);
+        assert_eq!(qa_frame_bytes(8), 3);
+        assert_eq!(qa_frame_bytes(10), 4);
+        assert_eq!(qa_frame_bytes(16), 4);
+        assert_eq!(qa_frame_bytes(17), 10);
     }
 }
