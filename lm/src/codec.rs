@@ -18,6 +18,7 @@
 //!   of any length are coded in bounded memory.
 
 use tenbit_wire::coder::{decode_symbol, encode_symbol, CoderError, RangeDecoder, RangeEncoder};
+use tenbit_wire::compact::{self, CompactHeader};
 use tenbit_wire::frame::{
     encode_frame, peek_header, verify_frame, Flags, Frame, FrameError, FrameHeader, Mode,
     ModelIdentity, FRAME_VERSION,
@@ -84,7 +85,7 @@ pub enum CodecError {
     #[error("this frame was coded against a prompt the receiver must supply (--prompt or --prompt-file)")]
     PromptRequired,
     /// The checksum failed; with a known prompt, the likeliest cause is a different prompt.
-    #[error("frame checksum mismatch: the frame is corrupt, or it was coded against a different prompt than the one supplied")]
+    #[error("frame checksum mismatch: the frame is corrupt, or it was coded against a different prompt than the one supplied (or, for a compact QA/pick frame, which names no model, with another model or adapter)")]
     CorruptOrWrongPrompt,
     /// The frame's mode is not one this entry point decodes; use the decoder for that mode.
     #[error("this is a {0:?}-mode frame; it needs the matching decoder command")]
@@ -551,14 +552,15 @@ impl<'m> LmCodec<'m> {
         max_tokens: usize,
         progress: Progress<'_>,
     ) -> Result<Message, CodecError> {
-        let header = peek_header(frame)?;
-        match header.mode {
+        let mode = frame_mode(frame)?;
+        match mode {
             Mode::Lossless | Mode::Rewrite => {
+                let header = peek_header(frame)?;
                 self.decode_text(frame, header, known_prompt, max_tokens, progress)
             }
             Mode::Qa => {
                 let prompt = known_prompt.ok_or(CodecError::PromptRequired)?;
-                let t = self.replay_qa(frame, header, prompt)?;
+                let t = self.replay_qa(frame, prompt)?;
                 Ok(Message {
                     mode: Mode::Qa,
                     prompt: None,
@@ -568,7 +570,7 @@ impl<'m> LmCodec<'m> {
             }
             Mode::Pick => {
                 let prompt = known_prompt.ok_or(CodecError::PromptRequired)?;
-                let (_, _, text) = self.replay_pick(frame, header, prompt)?;
+                let (_, _, text) = self.replay_pick(frame, prompt)?;
                 Ok(Message {
                     mode: Mode::Pick,
                     prompt: None,
@@ -699,8 +701,20 @@ impl<'m> LmCodec<'m> {
             self.model, &self.opts, &self.tok, &self.chat, text, k, protocol, oracle,
         )?;
         let bits: Vec<bool> = t.questions.iter().map(|(_, b)| *b).collect();
-        let payload = qa::pack_bits(protocol, &bits);
         let key = self.identity_for_prompt(prompt);
+        let compact = CompactHeader {
+            mode: Mode::Qa,
+            revision: protocol.number(),
+            k: u8::try_from(k).unwrap_or(u8::MAX),
+        };
+        if compact.fits() {
+            let data = bits
+                .iter()
+                .enumerate()
+                .fold(0u32, |d, (i, &b)| d | (u32::from(b) << i));
+            return Ok((compact_frame(&compact, data, &key)?, t));
+        }
+        let payload = qa::pack_bits(protocol, &bits);
         let flags = Flags::default().with(Flags::PROMPT_KNOWN);
         Ok((frame(FRAME_VERSION, Mode::Qa, flags, &key, &payload)?, t))
     }
@@ -708,24 +722,36 @@ impl<'m> LmCodec<'m> {
     /// QA mode, edge side: replay the small model's conversation with the frame's bits and
     /// return the same transcript (and so the same final answer) the encoder saw.
     pub fn decode_qa(&self, frame: &[u8], prompt: &[u8]) -> Result<qa::Transcript, CodecError> {
-        let header = peek_header(frame)?;
-        if header.mode != Mode::Qa {
-            return Err(CodecError::WrongMode(header.mode));
+        match frame_mode(frame)? {
+            Mode::Qa => self.replay_qa(frame, prompt),
+            other => Err(CodecError::WrongMode(other)),
         }
-        self.replay_qa(frame, header, prompt)
     }
 
-    fn replay_qa(
+    /// The answer bits of a QA frame (compact or full) checked against `prompt`.
+    fn qa_bits(
         &self,
         frame: &[u8],
-        header: FrameHeader,
         prompt: &[u8],
-    ) -> Result<qa::Transcript, CodecError> {
+    ) -> Result<(qa::Protocol, Vec<bool>), CodecError> {
         let key = self.identity_for_prompt(prompt);
+        if compact::is_compact(frame) {
+            let f = verify_compact(frame, &key)?;
+            let protocol = qa::Protocol::from_number(f.header.revision).ok_or(
+                CodecError::Corrupt("QA frame names an unknown protocol revision"),
+            )?;
+            let bits = (0..f.header.k).map(|i| f.data >> i & 1 == 1).collect();
+            return Ok((protocol, bits));
+        }
+        let header = peek_header(frame)?;
         let f = Self::verify(frame, header, &key)?;
-        let (protocol, bits) = qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
+        qa::unpack_bits(f.payload).ok_or(CodecError::Corrupt(
             "QA payload length disagrees with its bit count",
-        ))?;
+        ))
+    }
+
+    fn replay_qa(&self, frame: &[u8], prompt: &[u8]) -> Result<qa::Transcript, CodecError> {
+        let (protocol, bits) = self.qa_bits(frame, prompt)?;
         let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
         Ok(qa::run(
             self.model,
@@ -769,13 +795,20 @@ impl<'m> LmCodec<'m> {
         let chosen = match choice {
             None => None,
             Some(i) if i < candidates.len() => {
-                let payload = pick::pack(k, i as u32);
                 let key = self.identity_for_prompt(prompt);
-                let flags = Flags::default().with(Flags::PROMPT_KNOWN);
-                Some((
-                    i as u32,
-                    frame(FRAME_VERSION, Mode::Pick, flags, &key, &payload)?,
-                ))
+                let compact = CompactHeader {
+                    mode: Mode::Pick,
+                    revision: pick::PICK_REVISION,
+                    k: k as u8,
+                };
+                let f = if compact.fits() {
+                    compact_frame(&compact, i as u32, &key)?
+                } else {
+                    let payload = pick::pack(k, i as u32);
+                    let flags = Flags::default().with(Flags::PROMPT_KNOWN);
+                    frame(FRAME_VERSION, Mode::Pick, flags, &key, &payload)?
+                };
+                Some((i as u32, f))
             }
             Some(i) => return Err(pick::PickError::IndexOutOfRange { index: i as u64, k }.into()),
         };
@@ -800,22 +833,31 @@ impl<'m> LmCodec<'m> {
         frame: &[u8],
         prompt: &[u8],
     ) -> Result<(u32, u32, String), CodecError> {
-        let header = peek_header(frame)?;
-        if header.mode != Mode::Pick {
-            return Err(CodecError::WrongMode(header.mode));
+        match frame_mode(frame)? {
+            Mode::Pick => self.replay_pick(frame, prompt),
+            other => Err(CodecError::WrongMode(other)),
         }
-        self.replay_pick(frame, header, prompt)
     }
 
-    fn replay_pick(
-        &self,
-        frame: &[u8],
-        header: FrameHeader,
-        prompt: &[u8],
-    ) -> Result<(u32, u32, String), CodecError> {
+    /// (K, index) of a pick frame (compact or full) checked against `prompt`.
+    fn pick_index(&self, frame: &[u8], prompt: &[u8]) -> Result<(u32, u32), CodecError> {
         let key = self.identity_for_prompt(prompt);
+        if compact::is_compact(frame) {
+            let f = verify_compact(frame, &key)?;
+            if f.header.revision != pick::PICK_REVISION {
+                return Err(pick::PickError::UnknownRevision(f.header.revision).into());
+            }
+            let k = u32::from(f.header.k);
+            pick::check_bits(k)?;
+            return Ok((k, f.data));
+        }
+        let header = peek_header(frame)?;
         let f = Self::verify(frame, header, &key)?;
-        let (k, index) = pick::unpack(f.payload)?;
+        Ok(pick::unpack(f.payload)?)
+    }
+
+    fn replay_pick(&self, frame: &[u8], prompt: &[u8]) -> Result<(u32, u32, String), CodecError> {
+        let (k, index) = self.pick_index(frame, prompt)?;
         let text = std::str::from_utf8(prompt).map_err(|_| CodecError::NotUtf8Prompt)?;
         let mut c = self.pick_candidates(text, &[index])?;
         Ok((k, index, c.pop().unwrap_or_default()))
@@ -841,7 +883,31 @@ fn frame(
     Ok(out)
 }
 
-/// The mode of a frame without decoding it (for `tenbit inspect` and logs).
+/// The mode of a frame (full or compact) without decoding it (for `tenbit inspect` and logs).
 pub fn frame_mode(frame: &[u8]) -> Result<Mode, CodecError> {
+    if compact::is_compact(frame) {
+        return Ok(compact::peek_compact(frame)?.mode);
+    }
     Ok(peek_header(frame)?.mode)
+}
+
+/// The compact frame of a QA or pick run (see [`tenbit_wire::compact`]).
+fn compact_frame(
+    header: &CompactHeader,
+    data: u32,
+    key: &ModelIdentity,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = [0u8; compact::MAX_COMPACT_LEN];
+    let n = compact::encode_compact(header, data, key, &mut out)?;
+    Ok(out[..n].to_vec())
+}
+
+/// Check a compact frame against the prompt-keyed identity. Compact frames are always coded
+/// against a known prompt and carry no model tag, so a failed check means a damaged frame, a
+/// different prompt, or another model or adapter.
+fn verify_compact(frame: &[u8], key: &ModelIdentity) -> Result<compact::CompactFrame, CodecError> {
+    match compact::decode_compact(frame, key) {
+        Err(FrameError::Corrupt) => Err(CodecError::CorruptOrWrongPrompt),
+        other => Ok(other?),
+    }
 }

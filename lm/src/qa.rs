@@ -20,6 +20,9 @@ pub const MAX_ANSWER_TOKENS: usize = 320;
 pub const MAX_QUESTION_TOKENS: usize = 40;
 /// Largest number of questions a frame may carry.
 pub const MAX_BITS: usize = 64;
+/// Largest number of questions a protocol-3 frame may carry (its full-frame K byte has room
+/// for 63).
+pub const MAX_BITS_V3: usize = 63;
 /// KV-cache size for the whole conversation.
 pub const QA_CONTEXT: usize = 4096;
 
@@ -46,11 +49,50 @@ pub enum Protocol {
     /// cut after its first "?", and a repeat (ignoring case and spacing) or a reply with no
     /// "?" is drawn again by seeded sampling from the integer CDF, up to three times.
     V2,
+    /// The paper's protocol (RoyRin/model-compression-bit-limiting, `run_qa_sweep.py`): after
+    /// its first answer the small model writes all K questions in one greedy generation (a
+    /// numbered list, at most [`MAX_LIST_TOKENS`]), padded with [`PAD_QUESTION`] when it
+    /// writes fewer; the oracle answers each; the small model answers again from the problem,
+    /// its first attempt and the question/answer transcript. Questions cannot depend on earlier
+    /// answers, so the oracle's answers never change what is asked.
+    V3,
 }
+
+/// Protocol 3: the question that pads a list shorter than K (the paper's padding).
+pub const PAD_QUESTION: &str = "Is the answer correct?";
+/// Protocol 3: token limit of the one generation that writes the whole question list.
+pub const MAX_LIST_TOKENS: usize = 400;
 
 impl Protocol {
     /// What `tenbit encode --mode qa` sends.
-    pub const CURRENT: Protocol = Protocol::V2;
+    pub const CURRENT: Protocol = Protocol::V3;
+
+    /// Most questions a run of this revision may ask.
+    pub fn max_bits(self) -> usize {
+        match self {
+            Protocol::V3 => MAX_BITS_V3,
+            _ => MAX_BITS,
+        }
+    }
+
+    /// The revision number frames carry (1, 2, 3).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::V1 => 1,
+            Protocol::V2 => 2,
+            Protocol::V3 => 3,
+        }
+    }
+
+    /// Inverse of [`Protocol::number`]; `None` for a revision this build does not know.
+    pub fn from_number(n: u8) -> Option<Protocol> {
+        match n {
+            1 => Some(Protocol::V1),
+            2 => Some(Protocol::V2),
+            3 => Some(Protocol::V3),
+            _ => None,
+        }
+    }
 
     /// The request for question `asked.len() + 1`.
     fn ask(self, asked: &[(String, bool)]) -> String {
@@ -146,6 +188,75 @@ impl Oracle for Bits<'_> {
     }
 }
 
+/// Protocol 3: the request for the whole question list.
+fn list_request(k: usize) -> String {
+    format!(
+        "Write {k} yes/no questions that an expert could answer to show whether your approach \
+         and answer above are right: ask about the key steps, the calculations and the \
+         concepts. Write one question per line, numbered 1 to {k}, and nothing else."
+    )
+}
+
+/// Protocol 3: the questions of a generated list, in order: each line's text after any
+/// numbering or bullet, cut after its first "?", lines without one dropped, repeats (ignoring
+/// case and spacing) dropped; then the first `k`, padded with [`PAD_QUESTION`].
+pub fn parse_question_list(text: &str, k: usize) -> Vec<String> {
+    let norm = |q: &str| {
+        q.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if out.len() == k {
+            break;
+        }
+        let l = line.trim();
+        let l = l.trim_start_matches(|c: char| {
+            c.is_ascii_digit()
+                || matches!(c, '.' | ')' | '-' | '*' | ':' | '#')
+                || c.is_whitespace()
+        });
+        let l = l
+            .strip_prefix("Q")
+            .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|r| {
+                r.trim_start_matches(|c: char| {
+                    c.is_ascii_digit() || matches!(c, '.' | ')' | ':') || c.is_whitespace()
+                })
+            })
+            .unwrap_or(l);
+        let Some(end) = l.find('?') else { continue };
+        let q = l[..=end].trim().to_string();
+        if q.len() < 2 || out.iter().any(|p| norm(p) == norm(&q)) {
+            continue;
+        }
+        out.push(q);
+    }
+    while out.len() < k {
+        out.push(PAD_QUESTION.to_string());
+    }
+    out
+}
+
+/// Protocol 3: the final request, the first attempt and the answered questions restated.
+fn v3_final(prompt: &str, draft: &str, answered: &[(String, bool)]) -> String {
+    let mut s = format!(
+        "Problem:\n{prompt}\n\nA first attempt at it:\n{draft}\n\nYes/no questions about that \
+         attempt, answered by an expert:\n"
+    );
+    for (i, (q, a)) in answered.iter().enumerate() {
+        let a = if *a { "Yes" } else { "No" };
+        s.push_str(&format!("{}. {q} {a}\n", i + 1));
+    }
+    s.push_str(
+        "\nUsing the expert's answers, solve the problem again and write your complete final \
+         answer.",
+    );
+    s
+}
+
 /// Protocol 2: the questions asked so far with my answers, as a list inside the next request.
 fn answers_so_far(asked: &[(String, bool)]) -> String {
     let mut s = String::from("Your questions so far, with my answers:\n");
@@ -172,8 +283,11 @@ pub fn run(
     protocol: Protocol,
     oracle: &mut dyn Oracle,
 ) -> Result<Transcript, QaError> {
-    if k > MAX_BITS {
-        return Err(QaError::TooManyBits { k, max: MAX_BITS });
+    if k > protocol.max_bits() {
+        return Err(QaError::TooManyBits {
+            k,
+            max: protocol.max_bits(),
+        });
     }
     let mut o = opts.clone();
     o.max_ctx = QA_CONTEXT;
@@ -189,6 +303,9 @@ pub fn run(
     };
     let initial = text(&conv.greedy(&render(&msgs), &stop, MAX_ANSWER_TOKENS)?);
     msgs.push(("assistant".into(), initial.clone()));
+    if protocol == Protocol::V3 {
+        return run_v3(&mut conv, &render, &text, &stop, prompt, initial, k, oracle);
+    }
     let mut questions = Vec::with_capacity(k);
     let norm = |q: &str| {
         q.split_whitespace()
@@ -255,7 +372,8 @@ pub fn run(
             Protocol::V1 => FINAL.to_string(),
             // The 0.5B answered the last question instead of the task under protocol 1's
             // wording (math accuracy 0.375 alone, 0.125 after QA): restate the task.
-            Protocol::V2 => format!(
+            // Protocol 3 returned from `run_v3` before the loop.
+            Protocol::V2 | Protocol::V3 => format!(
                 "{}Now write your complete final answer to the original question, taking my \
                  answers into account. The original question was:\n\n{prompt}",
                 answers_so_far(&questions)
@@ -271,13 +389,68 @@ pub fn run(
     })
 }
 
-/// QA payload: one byte (protocol 2 sets the top bit) | K, then the K answer bits packed
-/// LSB-first. `bits.len()` must be at most [`MAX_BITS`].
+/// Protocol 3 after the first answer (see [`Protocol::V3`]).
+#[allow(clippy::too_many_arguments)]
+fn run_v3(
+    conv: &mut Conversation<'_>,
+    render: &dyn Fn(&[(String, String)]) -> Vec<TokenId>,
+    text: &dyn Fn(&[TokenId]) -> String,
+    stop: &[TokenId],
+    prompt: &str,
+    initial: String,
+    k: usize,
+    oracle: &mut dyn Oracle,
+) -> Result<Transcript, QaError> {
+    if k == 0 {
+        return Ok(Transcript {
+            final_answer: initial.clone(),
+            initial_answer: initial,
+            questions: Vec::new(),
+        });
+    }
+    let msgs = vec![
+        ("user".to_string(), prompt.to_string()),
+        ("assistant".to_string(), initial.clone()),
+        ("user".to_string(), list_request(k)),
+    ];
+    let list = text(&conv.greedy(&render(&msgs), stop, MAX_LIST_TOKENS)?);
+    let mut questions = Vec::with_capacity(k);
+    for (i, q) in parse_question_list(&list, k).into_iter().enumerate() {
+        let bit = match oracle.answer(i, prompt, &initial, &q) {
+            Ok(b) => b,
+            Err(e) if e.is::<BitsExhausted>() => {
+                return Err(QaError::MissingBit { index: i, bits: i })
+            }
+            Err(source) => {
+                return Err(QaError::Oracle {
+                    index: i,
+                    question: q,
+                    source,
+                })
+            }
+        };
+        questions.push((q, bit));
+    }
+    let fin = vec![("user".to_string(), v3_final(prompt, &initial, &questions))];
+    let final_answer = text(&conv.greedy(&render(&fin), stop, MAX_ANSWER_TOKENS)?);
+    Ok(Transcript {
+        initial_answer: initial,
+        questions,
+        final_answer,
+    })
+}
+
+/// Full-frame QA payload: one byte, then the K answer bits packed LSB-first. The byte is K
+/// (protocol 1), 0x80 | K (protocol 2) or 0x40 | K (protocol 3, 1 <= K <= [`MAX_BITS_V3`];
+/// its K = 0 run is protocol 1's, the first answer unchanged, and is written as such).
+/// `bits.len()` must be at most [`MAX_BITS`] ([`MAX_BITS_V3`] for protocol 3).
 pub fn pack_bits(protocol: Protocol, bits: &[bool]) -> Vec<u8> {
-    debug_assert!(bits.len() <= MAX_BITS);
+    debug_assert!(bits.len() <= protocol.max_bits());
     let rev = match protocol {
         Protocol::V1 => 0,
         Protocol::V2 => 0x80,
+        Protocol::V3 if bits.is_empty() => 0,
+        Protocol::V3 => 0x40,
     };
     let mut out = vec![rev | bits.len() as u8];
     for chunk in bits.chunks(8) {
@@ -295,12 +468,13 @@ pub fn pack_bits(protocol: Protocol, bits: &[bool]) -> Vec<u8> {
 /// high bits are set (both mean corruption).
 pub fn unpack_bits(payload: &[u8]) -> Option<(Protocol, Vec<bool>)> {
     let (&kb, rest) = payload.split_first()?;
-    let protocol = if kb & 0x80 == 0 {
-        Protocol::V1
-    } else {
-        Protocol::V2
+    // Protocols 1 and 2 wrote K (<= 64) in the low 7 bits, so bit 6 was set only by K = 64.
+    // Protocol 3 writes 0x40 | K for 1 <= K <= 63, i.e. 65..=127, which protocol 1 never did.
+    let (protocol, k) = match (kb & 0x80 != 0, kb & 0x7f) {
+        (false, v) if v > 64 => (Protocol::V3, (v & 0x3f) as usize),
+        (false, v) => (Protocol::V1, v as usize),
+        (true, v) => (Protocol::V2, v as usize),
     };
-    let k = (kb & 0x7f) as usize;
     if k > MAX_BITS || rest.len() != k.div_ceil(8) {
         return None;
     }
@@ -316,15 +490,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn question_lists_are_parsed_cut_deduplicated_and_padded() {
+        let list = "Here are the questions:\n1. Is 48 - 29 = 19? Yes.\n2) Did you subtract the 5 \
+                    muffins given away?\nQ3: Is 48 - 29 = 19?\n- Is the final answer 14?\n\n\
+                    Note: these check the steps.\n**4.** Is the answer a whole number?";
+        let q = parse_question_list(list, 6);
+        assert_eq!(
+            q,
+            vec![
+                "Is 48 - 29 = 19?",
+                "Did you subtract the 5 muffins given away?",
+                "Is the final answer 14?",
+                "Is the answer a whole number?",
+                PAD_QUESTION,
+                PAD_QUESTION,
+            ]
+        );
+        assert_eq!(parse_question_list(list, 2).len(), 2);
+        assert_eq!(parse_question_list("", 3), vec![PAD_QUESTION; 3]);
+        assert!(parse_question_list(list, 0).is_empty());
+    }
+
+    #[test]
     fn bits_round_trip_and_reject_garbage() {
-        for proto in [Protocol::V1, Protocol::V2] {
-            for k in (0..=20usize).chain([MAX_BITS]) {
+        for proto in [Protocol::V1, Protocol::V2, Protocol::V3] {
+            for k in (0..=20usize).chain([proto.max_bits() - 1, proto.max_bits()]) {
                 let bits: Vec<bool> = (0..k).map(|i| (i * 7 + 3) % 5 < 2).collect();
                 let p = pack_bits(proto, &bits);
                 assert_eq!(p.len(), 1 + k.div_ceil(8));
-                assert_eq!(unpack_bits(&p).unwrap(), (proto, bits));
+                // Protocol 3's K = 0 run is protocol 1's (nothing asked, first answer kept).
+                let want = if k == 0 && proto == Protocol::V3 {
+                    Protocol::V1
+                } else {
+                    proto
+                };
+                assert_eq!(unpack_bits(&p).unwrap(), (want, bits), "{proto:?} K={k}");
             }
         }
+        assert_eq!(
+            unpack_bits(&[0x40, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap().0,
+            Protocol::V1
+        );
+        assert_eq!(
+            unpack_bits(&[0x43, 0b101]).unwrap(),
+            (Protocol::V3, vec![true, false, true])
+        );
+        for p in [Protocol::V1, Protocol::V2, Protocol::V3] {
+            assert_eq!(Protocol::from_number(p.number()), Some(p));
+        }
+        assert_eq!(Protocol::from_number(4), None);
         // Protocol-1 frames from before the revision bit keep their meaning.
         assert_eq!(
             unpack_bits(&[2, 0b01]).unwrap(),

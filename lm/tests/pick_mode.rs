@@ -54,8 +54,9 @@ fn edge_draws_the_chosen_candidate_alone_and_refuses_bad_frames() {
     let (index, frame) = out.chosen.clone().expect("judge chose 2");
     assert_eq!(index, 2);
     assert_eq!(frame_mode(&frame).unwrap(), Mode::Pick);
-    // 6 bytes of frame overhead, 1 byte K, 1 byte index.
-    assert_eq!(frame.len(), 8);
+    // A compact frame: 1 byte (mode, revision, K), 2 index bits, a 14-bit keyed check.
+    assert_eq!(frame.len(), 3);
+    assert!(tenbit_wire::compact::is_compact(&frame));
 
     // The one decode entry point draws candidate 2 alone: the same text as in the batch of 4.
     let msg = c
@@ -83,6 +84,43 @@ fn edge_draws_the_chosen_candidate_alone_and_refuses_bad_frames() {
     assert!(matches!(e, CodecError::CorruptOrWrongPrompt), "{e}");
     let e = c.decode(&frame, None, 1 << 16, &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, CodecError::PromptRequired), "{e}");
+
+    // The same choice as a full (pre-compact) frame still decodes to the same candidate.
+    let key = c.identity_for_prompt(PROMPT);
+    let full = {
+        let h = FrameHeader {
+            version: FRAME_VERSION,
+            mode: Mode::Pick,
+            flags: Flags::default().with(Flags::PROMPT_KNOWN),
+            model_tag: key.tag(),
+        };
+        let mut f = Vec::new();
+        encode_frame(&h, &key, &[2, 2], &mut f).unwrap();
+        f
+    };
+    assert_eq!(full.len(), 8);
+    assert_eq!(
+        c.decode_pick(&full, PROMPT).unwrap(),
+        (2, 2, out.candidates[2].clone())
+    );
+    // A compact frame whose K is beyond the pick maximum (the table holds K <= 8): typed.
+    let mut big = [0u8; 4];
+    let n = tenbit_wire::compact::encode_compact(
+        &tenbit_wire::compact::CompactHeader {
+            mode: Mode::Pick,
+            revision: 0,
+            k: 7,
+        },
+        5,
+        &key,
+        &mut big,
+    )
+    .unwrap();
+    let e = c.decode_pick(&big[..n], PROMPT).unwrap_err();
+    assert!(
+        matches!(e, CodecError::Pick(PickError::TooManyBits { k: 7, .. })),
+        "{e}"
+    );
 
     // Properly keyed frames whose payload is wrong: index beyond 2^K, K above the maximum.
     let keyed = |payload: &[u8]| {

@@ -800,6 +800,11 @@ fn qa_frames_replay_identically_on_aarch64() {
         .trim()
         .to_string();
     assert!(!encoder_final.is_empty(), "empty final answer");
+    // The frame is the current protocol's (3, the paper's: the question list in one batch),
+    // compact: code 32 + (K - 1), 2 bits, a 14-bit keyed check.
+    let bytes = std::fs::read(&frame).expect("frame written");
+    assert_eq!(bytes.len(), 3, "compact QA frame");
+    assert_eq!(bytes[0], 32 + 1, "protocol 3, K = 2");
 
     let mut outs = Vec::new();
     for (label, mut cmd) in [
@@ -877,8 +882,8 @@ fn pick_frames_replay_identically_on_aarch64() {
         .to_string();
     assert_eq!(
         std::fs::metadata(&frame).unwrap().len(),
-        8,
-        "6 + 1 + 1 bytes"
+        3,
+        "compact pick frame: 1 byte (mode, revision, K), 2 index bits, a 14-bit check"
     );
     for (label, mut cmd) in [
         ("x86_64 tenbit", tools.host_cmd()),

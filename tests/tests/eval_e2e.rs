@@ -82,6 +82,8 @@ fn eval_math_smoke_report_is_consistent() {
             "2",
             "--bits",
             "1",
+            "--pick-bits",
+            "1",
             "--strong",
             &url,
             "--strong-max-tokens",
@@ -100,7 +102,12 @@ fn eval_math_smoke_report_is_consistent() {
         String::from_utf8_lossy(&out.stderr)
     );
     let md_stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(md_stdout.contains("small + QA, K=1"), "{md_stdout}");
+    assert!(
+        md_stdout.contains("small + QA (protocol 3, deployed), K=1"),
+        "{md_stdout}"
+    );
+    assert!(md_stdout.contains("pick, index only, K=1"), "{md_stdout}");
+    assert!(md_stdout.contains("Wilson 95%"), "{md_stdout}");
 
     let r: Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
@@ -117,8 +124,13 @@ fn eval_math_smoke_report_is_consistent() {
     let q = &s["qa"][0];
     assert_eq!(q["k"], 1);
     in_unit(&q["accuracy"], "acc_qa");
-    // Bits sent = K + overhead (one byte of bits, the K byte, 6 bytes of frame).
-    assert_eq!(q["overhead_bits"].as_u64().unwrap(), 8 * (overhead + 1) - 1);
+    // K = 1 travels in a compact frame: 3 bytes (1 byte, the bit, a 15-bit keyed check).
+    assert_eq!(q["overhead_bits"].as_u64().unwrap(), 8 * 3 - 1);
+    assert_eq!(q["n"], 2);
+    let p = &s["pick"][0];
+    assert_eq!(p["k"], 1);
+    assert_eq!(p["n"], 2);
+    assert_eq!(s["pick_index_only"][0]["n"], 2);
 
     let tasks = r["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 2);
@@ -196,5 +208,38 @@ fn eval_math_smoke_report_is_consistent() {
         ok_runs > 0,
         "the scripted judge always answers, so QA runs succeed"
     );
+    // One record per finished task; --resume keeps them and runs nothing again (the judge's
+    // server is gone, so any strong call would fail the rerun).
+    let files = std::fs::read_dir(out_dir.join("tasks")).unwrap().count();
+    assert_eq!(files, 2, "one JSON per finished task");
+    srv.shutdown().unwrap();
+    let again = run(
+        &bin("tenbit"),
+        &[
+            "eval",
+            "--suite",
+            "math",
+            "--limit",
+            "2",
+            "--bits",
+            "1",
+            "--pick-bits",
+            "1",
+            "--strong",
+            &url,
+            "--resume",
+            out_dir.to_str().unwrap(),
+            "-q",
+        ],
+        b"",
+    );
+    assert!(
+        again.status.success(),
+        "resume: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let r2: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r2["tasks"], r["tasks"], "resumed report differs");
     let _ = std::fs::remove_dir_all(&out_dir);
 }

@@ -251,7 +251,11 @@ fn qa_frame() -> (Vec<u8>, String) {
     );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "qa: {err}");
-    assert_eq!(out.stdout.len(), 9, "10-bit QA frame: 6 + 1 + 2 bytes");
+    assert_eq!(
+        out.stdout.len(),
+        4,
+        "10-bit QA frame: compact, 1 + 10 bits + 14-bit check"
+    );
     let answer = err
         .split("final answer:\n")
         .nth(1)

@@ -121,8 +121,8 @@ because the air pressure is lower, which is why cooking takes longer in the moun
     assert!(out.status.success(), "qa: {}", stderr(&out));
     assert_eq!(
         out.stdout.len(),
-        8,
-        "QA frame: 6 bytes overhead + K + 1 byte of bits"
+        3,
+        "compact QA frame: 1 byte (mode, revision, K), 1 bit, 15-bit keyed check"
     );
     let said = stderr(&out);
     let final_answer = said
@@ -156,10 +156,9 @@ fn strong_server_down_and_too_many_bits_are_clear_errors() {
     );
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert!(stderr(&out).contains("is down"), "{}", stderr(&out));
-    // QA: the small model answers and asks its first question, then the judge is unreachable.
-    let out = run(
-        &bin("tenbit"),
-        &[
+    // QA without a reference: the strong model's own solution is asked for first, and fails.
+    let qa = |input: &[&str], stdin: &[u8]| {
+        let mut args = vec![
             "encode",
             "--mode",
             "qa",
@@ -169,9 +168,16 @@ fn strong_server_down_and_too_many_bits_are_clear_errors() {
             down,
             "--prompt",
             "What is 2 + 2?",
-        ],
-        b"",
-    );
+        ];
+        args.extend_from_slice(input);
+        run(&bin("tenbit"), &args, stdin)
+    };
+    let out = qa(&[], b"");
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is down"), "{}", stderr(&out));
+    // With a reference answer on stdin: the small model answers and writes its question, then
+    // the judge is unreachable.
+    let out = qa(&["-"], b"4");
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("could not answer question 1"), "{err}");
@@ -223,4 +229,86 @@ fn local_model_prefix_reuse_changes_no_reply() {
         assert_eq!(&cold.chat(&req(q)).unwrap().content, got, "question {q:?}");
         assert_eq!(cold.prefix_tokens_reused(), 0);
     }
+}
+
+/// A judge that says "Yes." to its own-solution request and the first question, tells the
+/// test, and then its server goes away.
+struct YesOnce(std::sync::Mutex<(usize, Option<std::sync::mpsc::Sender<()>>)>);
+
+impl ChatModel for YesOnce {
+    fn name(&self) -> &str {
+        "yes-once"
+    }
+    fn chat(&self, _req: &ChatRequest) -> Result<ChatResponse, StrongError> {
+        let mut g = self.0.lock().unwrap();
+        g.0 += 1;
+        if g.0 == 2 {
+            if let Some(tx) = g.1.take() {
+                let _ = tx.send(());
+            }
+        }
+        Ok(ChatResponse {
+            content: "Yes.".into(),
+            finish_reason: FinishReason::Stop,
+            model: "yes-once".into(),
+            prompt_tokens: None,
+            completion_tokens: Some(2),
+        })
+    }
+}
+
+/// The strong server answers question 1 and then dies while the small model writes question 2
+/// (protocol 2 writes each question after the previous answer; protocol 3 writes the whole list
+/// before any answer, so the death would race with question 2's request):
+/// the encoder must exit 7 (strong model unavailable) naming question 2, not 4 ("corrupt") or 1.
+#[test]
+fn strong_server_dying_mid_qa_run_exits_with_the_outage_status() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let judge = HttpServer::bind(
+        Arc::new(YesOnce(std::sync::Mutex::new((0, Some(tx))))),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap()
+    .spawn();
+    let url = judge.url();
+    let child = Command::new(bin("tenbit"))
+        .args([
+            "encode",
+            "--mode",
+            "qa",
+            "--bits",
+            "3",
+            "--qa-protocol",
+            "2",
+            "--strong",
+            &url,
+            "--prompt",
+            "What is 2 + 2?",
+        ])
+        .env("TENBIT_MODEL", model_path())
+        // Fail fast once the server is gone (one attempt of at most 20 s).
+        .env("TENBIT_STRONG_URL", &url)
+        .env("TENBIT_STRONG_RETRIES", "0")
+        .env("TENBIT_STRONG_TIMEOUT", "20")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tenbit encode");
+    rx.recv_timeout(Duration::from_secs(300))
+        .expect("the encoder never asked its first question");
+    // Stop accepting and close the listener: the next question finds nobody.
+    judge.shutdown().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(err.contains("could not answer question 2"), "{err}");
+    assert!(
+        err.contains("is down") || err.contains("timed out"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no frame may be written after an outage"
+    );
 }

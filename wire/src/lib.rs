@@ -10,6 +10,7 @@
 //! * [`freq`]: logits (as f32 bit patterns) to a cumulative frequency table, [`freq::Cdf`],
 //!   with integer arithmetic only; the calibration constant of each frame version.
 //! * [`frame`]: the frame header, modes, flags, the model identity and the keyed CRC.
+//! * [`compact`]: QA and pick frames of at most 4 bytes for K <= 16 (a shorter keyed check).
 //! * [`checksum`]: the one CRC-32 of the project (frames here, link messages in `tenbit-link`).
 //! * [`rng`]: the seeded generators whose streams both ends replay (QA re-asks, pick mode).
 //! * [`token`]: the token-id newtype shared by tokenizer, engine and coder.
@@ -28,6 +29,7 @@ extern crate alloc;
 
 pub mod checksum;
 pub mod coder;
+pub mod compact;
 pub mod frame;
 pub mod freq;
 pub mod rng;

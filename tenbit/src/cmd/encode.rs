@@ -61,9 +61,15 @@ pub struct Args {
     /// Largest K accepted (each question costs a strong-model call).
     #[arg(long, default_value_t = 16, value_name = "K")]
     max_bits: usize,
-    /// Token limit of the strong model's rewrite.
+    /// Token limit of the strong model's rewrite (and, in QA mode without an input text, of
+    /// its own solution, which it answers the questions from).
     #[arg(long, default_value_t = 1024)]
     rewrite_max_tokens: u32,
+    /// QA conversation revision (1, 2 or 3; default: the current one, 3). Older revisions
+    /// stay available so their frames can be reproduced; decoders replay whichever a frame
+    /// names.
+    #[arg(long, value_name = "N", hide = true)]
+    qa_protocol: Option<u8>,
     /// Largest input accepted, in bytes.
     #[arg(long, default_value_t = cli::DEFAULT_MAX_SIZE)]
     max_size: usize,
@@ -141,16 +147,29 @@ fn qa(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Resu
         .context("QA mode needs --prompt or --prompt-file (the receiver must know it too)")?;
     let p = std::str::from_utf8(p).context("QA mode needs a UTF-8 prompt")?;
     tenbit::strong::check_k(a.bits, a.max_bits)?;
+    let protocol = match a.qa_protocol {
+        None => tenbit_lm::qa::Protocol::CURRENT,
+        Some(n) => tenbit_lm::qa::Protocol::from_number(n)
+            .with_context(|| format!("--qa-protocol {n}: this build knows 1, 2 and 3"))?,
+    };
     let (sm, _) = a.strong.open("--mode qa")?;
-    let reference = (!text.is_empty()).then(|| String::from_utf8_lossy(text).into_owned());
-    let (frame, t) = tenbit::strong::encode_qa(
+    // The strong model answers the questions from a reference: the input text when given,
+    // else its own solution (one call before any question).
+    let reference = if text.is_empty() {
+        tenbit::strong::solve(sm.as_ref(), p, a.rewrite_max_tokens)?
+    } else {
+        String::from_utf8_lossy(text).into_owned()
+    };
+    let (frame, t) = tenbit::strong::encode_qa_with(
         codec,
         sm.as_ref(),
         p,
         a.bits,
         a.max_bits,
-        reference.as_deref(),
-    )?;
+        protocol,
+        Some(&reference),
+    )
+    .map_err(tenbit::strong::QaEncodeError::into_anyhow)?;
     eprintln!(
         "QA: {} questions, frame {} bytes; final answer:\n{}",
         t.questions.len(),
@@ -171,12 +190,9 @@ fn pick(a: &Args, codec: &LmCodec<'_>, prompt: Option<&[u8]>, text: &[u8]) -> Re
     tenbit_lm::pick::check_bits(k).map_err(tenbit_lm::codec::CodecError::from)?;
     let (sm, _) = a.strong.open("--mode pick")?;
     let reference = (!text.is_empty()).then(|| String::from_utf8_lossy(text).into_owned());
-    // Unwrap the two error kinds so the exit status sees them (7 for a strong-model outage).
+    // Unwrap the error so the exit status sees its cause (7 for a strong-model outage).
     let r = tenbit::strong::pick::encode_pick(codec, sm.as_ref(), p, k, reference.as_deref())
-        .map_err(|e| match e {
-            tenbit::strong::QaEncodeError::Strong(s) => anyhow::Error::from(s),
-            tenbit::strong::QaEncodeError::Codec(c) => anyhow::Error::from(c),
-        })?;
+        .map_err(tenbit::strong::QaEncodeError::into_anyhow)?;
     match r.index {
         Some(i) => eprintln!(
             "pick: candidate {i} of {}, frame {} bytes; answer:\n{}",

@@ -16,6 +16,7 @@
 //! once per distinct question) and charges every run the tokens it would have cost on its own.
 
 pub mod extract;
+pub mod latex;
 pub mod report;
 pub mod sandbox;
 pub mod tasks;
@@ -24,23 +25,27 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tenbit_lm::codec::{CodecError, LmCodec, PromptUse};
-use tenbit_lm::qa::QaError;
 use tenbit_wire::frame::Mode;
 
 use crate::strong::{
     encode_qa, ChatMessage, ChatModel, ChatRequest, ChatResponse, QaEncodeError, StrongError,
 };
 use tasks::{Grader, Task};
+use tenbit_wire::compact::compact_len;
 
-/// Frame overhead of a QA frame in bytes besides the packed bits: 6 (header, tag, CRC-32) and
-/// the one-byte K.
+/// Frame overhead of a full QA frame in bytes besides the packed bits: 6 (header, tag, CRC-32)
+/// and the one-byte K. Runs with 1 <= K <= 16 travel in compact frames instead
+/// ([`tenbit_wire::compact`]: 1 byte and a keyed check of 8..=15 bits).
 pub const QA_FRAME_OVERHEAD_BYTES: usize = 7;
 
-/// Bytes of a QA frame carrying `k` bits.
+/// Bytes of the QA frame carrying `k` bits: compact for 1 <= K <= 16, full otherwise.
 pub fn qa_frame_bytes(k: usize) -> usize {
-    QA_FRAME_OVERHEAD_BYTES + k.div_ceil(8)
+    match u8::try_from(k) {
+        Ok(k8) if (1..=tenbit_wire::compact::MAX_COMPACT_QA_BITS).contains(&k8) => compact_len(k8),
+        _ => QA_FRAME_OVERHEAD_BYTES + k.div_ceil(8),
+    }
 }
 
 /// Why an evaluation aborted. Strong-model failures do not abort: they are recorded per answer.
@@ -55,6 +60,9 @@ pub enum EvalError {
     /// The task data (the HumanEval data set) could not be fetched, read or parsed.
     #[error(transparent)]
     Tasks(#[from] tasks::TaskError),
+    /// A pick run failed on the small model's side (engine or frame), not the strong model's.
+    #[error("pick run failed: {0}")]
+    Pick(String),
     /// Two QA runs of one task disagreed on the small model's first answer: a determinism bug
     /// in the engine or the QA protocol, which would make frames undecodable.
     #[error("QA replay is not deterministic: the K={k} run's first answer differs from K={k0}'s")]
@@ -141,10 +149,15 @@ pub struct Options {
     pub rewrite_max_tokens: u32,
     /// Time and memory limits of each code-task test run.
     pub sandbox: sandbox::Limits,
+    /// Index bits K of the pick runs (empty: no pick runs).
+    pub pick_bits: Vec<u32>,
+    /// Also run QA with the benchmark's gold answer as the judge's reference (the paper's
+    /// setting, `--oracle`; never available to a deployed encoder).
+    pub oracle: bool,
 }
 
 /// A graded answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Graded {
     /// The answer passes: the expected number (math), or every test (code).
     pub correct: bool,
@@ -155,7 +168,7 @@ pub struct Graded {
 }
 
 /// One answer of one configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Answer {
     /// The answer as produced (empty when `error` is set).
     pub text: String,
@@ -164,10 +177,14 @@ pub struct Answer {
     pub graded: Graded,
     /// Why no answer was produced (a strong-model failure), else `None`.
     pub error: Option<String>,
+    /// The error was a strong-model outage (down, timed out, no usable reply): the answer is
+    /// left out of accuracy (counted as a failure) and a resumed run retries the task.
+    #[serde(default)]
+    pub outage: bool,
 }
 
-/// One QA run of one task at one K.
-#[derive(Debug, Clone, Serialize)]
+/// One QA (or pick) run of one task at one K.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QaRecord {
     /// Questions asked (answer bits in the frame).
     pub k: usize,
@@ -185,10 +202,18 @@ pub struct QaRecord {
     pub strong_tokens: u64,
     /// Wall-clock time of the run, cache hits included.
     pub seconds: f64,
+    /// Pick runs: the candidate chosen, `None` when none was good (then `answer` is the
+    /// fallback, the strong answer's own frame, and `bits_sent` its size).
+    #[serde(default)]
+    pub pick_index: Option<u32>,
+    /// Pick runs: the answer if only the K index bits may travel (candidate 0 when none was
+    /// good), graded.
+    #[serde(default)]
+    pub index_only: Option<Answer>,
 }
 
 /// The rewrite configuration of one task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RewriteRecord {
     /// The rewrite, graded as an answer.
     pub answer: Answer,
@@ -203,7 +228,7 @@ pub struct RewriteRecord {
 }
 
 /// Every configuration's result on one task.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// The task's id (HumanEval's `task_id`, or the math set's own).
     pub id: String,
@@ -223,8 +248,43 @@ pub struct TaskRecord {
     pub qa: Vec<QaRecord>,
     /// The rewrite, or `None` when there was no strong answer to rewrite.
     pub rewrite: Option<RewriteRecord>,
+    /// QA with the gold answer as the judge's reference (`--oracle`), one record per K.
+    #[serde(default)]
+    pub qa_oracle: Vec<QaRecord>,
+    /// Pick runs, one per K of [`Options::pick_bits`].
+    #[serde(default)]
+    pub pick: Vec<QaRecord>,
     /// Wall-clock time of the whole task.
     pub seconds: f64,
+}
+
+/// The gold answer a judge may see under `--oracle`: the expected number, or HumanEval's
+/// reference solution.
+pub fn gold_answer(task: &Task) -> Option<String> {
+    match &task.grader {
+        Grader::Number(n) | Grader::Latex(n) => Some(format!("The correct final answer is {n}.")),
+        Grader::Letter(c) => Some(format!("The correct option is {c}.")),
+        Grader::Code {
+            code_prompt,
+            canonical,
+            ..
+        } => Some(format!("```python\n{code_prompt}{canonical}```")),
+    }
+}
+
+impl TaskRecord {
+    /// Whether any answer of this task failed by a strong-model outage (a resumed run
+    /// retries such a task instead of keeping it).
+    pub fn had_outage(&self) -> bool {
+        self.strong.outage
+            || self
+                .qa
+                .iter()
+                .chain(&self.qa_oracle)
+                .chain(&self.pick)
+                .any(|q| q.answer.outage)
+            || self.rewrite.as_ref().is_some_and(|w| w.answer.outage)
+    }
 }
 
 /// Grade `text` against `task`.
@@ -236,6 +296,22 @@ pub fn grade(task: &Task, text: &str, limits: &sandbox::Limits) -> Result<Graded
                 correct: got.as_deref() == Some(want.as_str()),
                 detail: format!("expected {want}"),
                 extracted: got,
+            }
+        }
+        Grader::Latex(want) => {
+            let got = latex::final_math_answer(text);
+            Graded {
+                correct: latex::latex_correct(text, want),
+                detail: format!("expected {want}"),
+                extracted: got,
+            }
+        }
+        Grader::Letter(want) => {
+            let got = latex::choice_letter(text);
+            Graded {
+                correct: got == Some(*want),
+                detail: format!("expected {want}"),
+                extracted: got.map(String::from),
             }
         }
         Grader::Code {
@@ -292,7 +368,163 @@ impl<'a> Evaluator<'a> {
             text,
             graded,
             error,
+            outage: false,
         })
+    }
+
+    /// An answer that failed because the strong model did (`outage` tells whether it was an
+    /// outage rather than a refused request).
+    fn failed(&self, error: String, outage: bool) -> Answer {
+        Answer {
+            text: String::new(),
+            graded: Graded {
+                correct: false,
+                extracted: None,
+                detail: "no answer".into(),
+            },
+            error: Some(error),
+            outage,
+        }
+    }
+
+    /// The QA runs at every K with `reference` as the judge's reference answer.
+    fn qa_runs(
+        &self,
+        task: &Task,
+        ks: &[usize],
+        reference: Option<&str>,
+        initial: &mut Option<(usize, String)>,
+    ) -> Result<Vec<QaRecord>, EvalError> {
+        let prompt = task.prompt.as_str();
+        let mut qa = Vec::new();
+        for &k in ks {
+            let t = Instant::now();
+            self.strong.take();
+            let r = encode_qa(
+                self.codec,
+                &self.strong,
+                prompt,
+                k,
+                tenbit_lm::qa::Protocol::CURRENT.max_bits(),
+                reference,
+            );
+            let (calls, tokens) = self.strong.take();
+            let (frame_bytes, questions, answer) = match r {
+                Ok((frame, tr)) => {
+                    match &*initial {
+                        None => *initial = Some((k, tr.initial_answer.clone())),
+                        Some((k0, a)) if *a != tr.initial_answer => {
+                            return Err(EvalError::Nondeterministic { k, k0: *k0 })
+                        }
+                        Some(_) => {}
+                    }
+                    let a = self.answer(task, tr.final_answer, None)?;
+                    (frame.len(), tr.questions, a)
+                }
+                // A strong model that fails (down, no usable yes/no) makes this configuration
+                // fail; it does not abort the evaluation. Outages are told apart.
+                Err(e) if e.strong().is_some() => {
+                    let outage = e.is_outage();
+                    (
+                        0,
+                        Vec::new(),
+                        self.failed(e.into_anyhow().to_string(), outage),
+                    )
+                }
+                Err(QaEncodeError::Codec(e)) => return Err(e.into()),
+                Err(QaEncodeError::Strong(e)) => {
+                    let outage = e.is_outage();
+                    (0, Vec::new(), self.failed(e.to_string(), outage))
+                }
+            };
+            tracing::info!(task = %task.id, k, correct = answer.graded.correct, "QA");
+            qa.push(QaRecord {
+                k,
+                bits_sent: 8 * frame_bytes as u64,
+                frame_bytes,
+                questions,
+                answer,
+                strong_calls: calls,
+                strong_tokens: tokens,
+                seconds: t.elapsed().as_secs_f64(),
+                pick_index: None,
+                index_only: None,
+            });
+        }
+        Ok(qa)
+    }
+
+    /// The pick runs at every K of [`Options::pick_bits`] against the strong answer.
+    fn pick_runs(&self, task: &Task, reference: &str) -> Result<Vec<QaRecord>, EvalError> {
+        let prompt = task.prompt.as_str();
+        let mut out = Vec::new();
+        for &k in &self.opts.pick_bits {
+            let t = Instant::now();
+            self.strong.take();
+            let r = crate::strong::pick::encode_pick(
+                self.codec,
+                &self.strong,
+                prompt,
+                k,
+                Some(reference),
+            );
+            let (calls, tokens) = self.strong.take();
+            let rec = match r {
+                Ok(p) => {
+                    let shown = match p.index {
+                        Some(i) => p.outcome.candidates[i as usize].clone(),
+                        None => p.reference.clone(),
+                    };
+                    let only = p
+                        .outcome
+                        .candidates
+                        .get(p.index.unwrap_or(0) as usize)
+                        .cloned()
+                        .unwrap_or_default();
+                    QaRecord {
+                        k: k as usize,
+                        bits_sent: 8 * p.frame.len() as u64,
+                        frame_bytes: p.frame.len(),
+                        questions: Vec::new(),
+                        answer: self.answer(task, shown, None)?,
+                        strong_calls: calls,
+                        strong_tokens: tokens,
+                        seconds: t.elapsed().as_secs_f64(),
+                        pick_index: p.index,
+                        index_only: Some(self.answer(task, only, None)?),
+                    }
+                }
+                Err(e)
+                    if e.strong().is_some()
+                        || matches!(
+                            e,
+                            QaEncodeError::Codec(CodecError::Pick(
+                                tenbit_lm::pick::PickError::Judge(_)
+                            ))
+                        ) =>
+                {
+                    let outage = e.is_outage()
+                        || matches!(e, QaEncodeError::Codec(CodecError::Pick(tenbit_lm::pick::PickError::Judge(ref s))) if s.downcast_ref::<StrongError>().is_some_and(StrongError::is_outage));
+                    let failed = self.failed(e.into_anyhow().to_string(), outage);
+                    QaRecord {
+                        k: k as usize,
+                        bits_sent: 0,
+                        frame_bytes: 0,
+                        questions: Vec::new(),
+                        index_only: Some(failed.clone()),
+                        answer: failed,
+                        strong_calls: calls,
+                        strong_tokens: tokens,
+                        seconds: t.elapsed().as_secs_f64(),
+                        pick_index: None,
+                    }
+                }
+                Err(e) => return Err(EvalError::Pick(e.into_anyhow().to_string())),
+            };
+            tracing::info!(task = %task.id, k, correct = rec.answer.graded.correct, "pick");
+            out.push(rec);
+        }
+        Ok(out)
     }
 
     /// Run every configuration on `task`. Strong-model failures are recorded in the task's
@@ -307,10 +539,13 @@ impl<'a> Evaluator<'a> {
             .max_tokens(self.opts.strong_max_tokens);
         let (strong_text, strong_err) = match self.strong.chat(&req) {
             Ok(r) => (r.content.trim().to_string(), None),
-            Err(e) => (String::new(), Some(e.to_string())),
+            Err(e) => (String::new(), Some(e)),
         };
         let strong_tokens = self.strong.take().1;
-        let strong = self.answer(task, strong_text.clone(), strong_err)?;
+        let strong = match strong_err {
+            Some(e) => self.failed(e.to_string(), e.is_outage()),
+            None => self.answer(task, strong_text.clone(), None)?,
+        };
         tracing::info!(task = %task.id, correct = strong.graded.correct, "strong answer");
         let strong_raw_bits = 8 * strong_text.len() as u64;
         let strong_lossless_bits = 8 * self
@@ -325,59 +560,24 @@ impl<'a> Evaluator<'a> {
         let reference = strong.error.is_none().then_some(strong_text.as_str());
 
         // Small + QA at each K; small alone is the QA run's first answer.
-        let mut qa = Vec::new();
         let mut initial: Option<(usize, String)> = None;
         let ks: Vec<usize> = if self.opts.bits.is_empty() {
             vec![0]
         } else {
             self.opts.bits.clone()
         };
-        for &k in &ks {
-            let t = Instant::now();
-            self.strong.take();
-            let r = encode_qa(
-                self.codec,
-                &self.strong,
-                prompt,
-                k,
-                tenbit_lm::qa::MAX_BITS,
-                reference,
-            );
-            let (calls, tokens) = self.strong.take();
-            let (frame_bytes, questions, text, err) = match r {
-                Ok((frame, tr)) => {
-                    match &initial {
-                        None => initial = Some((k, tr.initial_answer.clone())),
-                        Some((k0, a)) if *a != tr.initial_answer => {
-                            return Err(EvalError::Nondeterministic { k, k0: *k0 })
-                        }
-                        Some(_) => {}
-                    }
-                    (frame.len(), tr.questions, tr.final_answer, None)
-                }
-                // A strong model that fails inside the QA loop (down, no usable yes/no) makes
-                // this configuration fail; it does not abort the evaluation.
-                Err(QaEncodeError::Codec(CodecError::Qa(e @ QaError::Oracle { .. }))) => {
-                    (0, Vec::new(), String::new(), Some(e.to_string()))
-                }
-                Err(QaEncodeError::Codec(e)) => return Err(e.into()),
-                Err(QaEncodeError::Strong(e)) => {
-                    (0, Vec::new(), String::new(), Some(e.to_string()))
-                }
-            };
-            let answer = self.answer(task, text, err)?;
-            tracing::info!(task = %task.id, k, correct = answer.graded.correct, "QA");
-            qa.push(QaRecord {
-                k,
-                bits_sent: 8 * frame_bytes as u64,
-                frame_bytes,
-                questions,
-                answer,
-                strong_calls: calls,
-                strong_tokens: tokens,
-                seconds: t.elapsed().as_secs_f64(),
-            });
-        }
+        let mut qa = self.qa_runs(task, &ks, reference, &mut initial)?;
+        // The paper's setting: the judge sees the benchmark's gold answer.
+        let qa_oracle = match (self.opts.oracle, gold_answer(task)) {
+            (true, Some(g)) if !self.opts.bits.is_empty() => {
+                self.qa_runs(task, &self.opts.bits, Some(&g), &mut initial)?
+            }
+            _ => Vec::new(),
+        };
+        let pick = match reference {
+            Some(r) if !self.opts.pick_bits.is_empty() => self.pick_runs(task, r)?,
+            _ => Vec::new(),
+        };
         let small_text = match initial {
             Some((_, a)) => a,
             // Every QA run failed on the strong side: K = 0 asks the strong model nothing.
@@ -408,7 +608,7 @@ impl<'a> Evaluator<'a> {
             let tokens = self.strong.take().1;
             let (text, err) = match r {
                 Ok(t) => (t, None),
-                Err(e) => (String::new(), Some(e.to_string())),
+                Err(e) => (String::new(), Some(e)),
             };
             let bits_sent = if err.is_none() {
                 8 * self
@@ -423,11 +623,16 @@ impl<'a> Evaluator<'a> {
             } else {
                 0
             };
-            let answer = self.answer(task, text.clone(), err)?;
+            let answer = match err {
+                Some(e) => self.failed(e.to_string(), e.is_outage()),
+                None => self.answer(task, text.clone(), None)?,
+            };
             let survives = answer.error.is_none()
                 && answer.graded.correct == strong.graded.correct
                 && match task.grader {
-                    Grader::Number(_) => answer.graded.extracted == strong.graded.extracted,
+                    Grader::Number(_) | Grader::Latex(_) | Grader::Letter(_) => {
+                        answer.graded.extracted == strong.graded.extracted
+                    }
                     Grader::Code { .. } => true,
                 };
             Some(RewriteRecord {
@@ -451,6 +656,8 @@ impl<'a> Evaluator<'a> {
             strong_tokens,
             qa,
             rewrite,
+            qa_oracle,
+            pick,
             seconds: t0.elapsed().as_secs_f64(),
         })
     }
@@ -504,9 +711,12 @@ mod tests {
 
     #[test]
     fn qa_frame_size_formula() {
+        // K = 0 and K > 16: full frames (6 + the K byte + the bits); else compact.
         assert_eq!(qa_frame_bytes(0), 7);
-        assert_eq!(qa_frame_bytes(1), 8);
-        assert_eq!(qa_frame_bytes(8), 8);
-        assert_eq!(qa_frame_bytes(10), 9);
+        assert_eq!(qa_frame_bytes(1), 3);
+        assert_eq!(qa_frame_bytes(8), 3);
+        assert_eq!(qa_frame_bytes(10), 4);
+        assert_eq!(qa_frame_bytes(16), 4);
+        assert_eq!(qa_frame_bytes(17), 10);
     }
 }

