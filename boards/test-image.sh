@@ -17,12 +17,13 @@
 # (guest ttyAMA0, named /dev/tenbit-radio by an /etc/udev rule) wired to a host pty, the
 # console on virtio console hvc0 (-> console.log) and a test agent on hvc1 (injected into the
 # scratch copy only). The user configuration written into the copy: link serial-115200, a
-# pre-shared key (sealed frames), a QA prompt file, a pre-seeded sealing epoch.
+# pre-shared key (sealed frames), a QA prompt file, a pre-seeded epoch store.
 # Checks (each bounded in time): the unit is active after boot and has the port open; a
 # held-out response (lossless frame, sealed) and a 10-bit QA frame sent with
 # `tenbit send --link serial-115200 --port <pty>` come out of /var/lib/tenbit/messages byte
-# for byte; VmHWM of tenbit-edge; kill -9 -> systemd restarts it; reboot keeps the sealing
-# epoch (exactly +1 per start) and the configuration; upgrading to a re-versioned .deb keeps
+# for byte; VmHWM of tenbit-edge; kill -9 -> systemd restarts it; reboot keeps the epoch
+# store, key and configuration, and sealed frames from the host (a new sender epoch each
+# send) are still accepted after it; upgrading to a re-versioned .deb keeps
 # the conffile and restarts the service; dpkg -r stops it and leaves the user's data.
 # Prints the figures (boot to accepting frames, VmHWM) and PASS, or FAIL with the reason.
 set -euo pipefail
