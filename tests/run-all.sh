@@ -10,9 +10,14 @@
 #  6. the microcontroller relay: its firmware (relay/, thumbv7em) in qemu-system-arm between a
 #     host `tenbit send` and `tenbit-edge listen`, bad packets dropped and counted, text byte
 #     for byte (boards/test-relay.sh)
+#  7. bad input to the SD-card image builder (boards/test-image-errors.sh: seconds, no downloads)
+#  8. only with TENBIT_VM_TEST=1 (off by default: a Debian download the first time and two
+#     boots under TCG): build the Pi Zero 2 W image (boards/image.sh), boot it under
+#     qemu-system-aarch64 and decode host frames in its systemd service (boards/test-image.sh),
+#     plus the slow bad-input cases (full disk, a guest that cannot boot)
 #
-# Environment: TENBIT_SKIP_CROSS=1 skips step 5, TENBIT_SKIP_RELAY=1 step 6 (documented, not
-# silent: a line says so).
+# Environment: TENBIT_SKIP_CROSS=1 skips step 5, TENBIT_SKIP_RELAY=1 step 6, TENBIT_VM_TEST=1
+# adds step 8 (documented, not silent: a line says so).
 #
 # Build settings: the suite builds the release profile without cross-crate LTO and with line
 # tables only (CARGO_PROFILE_RELEASE_* below). Thin LTO re-optimised the whole crate graph once per
@@ -58,6 +63,17 @@ if [ "${TENBIT_SKIP_RELAY:-0}" = 1 ]; then
 else
   step "microcontroller relay in qemu-system-arm (host send -> relay -> edge listen)"
   boards/test-relay.sh
+fi
+step "SD-card image builder: bad input (fast cases)"
+boards/test-image-errors.sh
+
+if [ "${TENBIT_VM_TEST:-0}" = 1 ]; then
+  step "bootable Debian arm64 image under qemu-system-aarch64 (TENBIT_VM_TEST=1)"
+  boards/image.sh pi-zero-2w -o "$HOME/.cache/tenbit/image/out/pi-zero-2w.img"
+  boards/test-image.sh pi-zero-2w --img "$HOME/.cache/tenbit/image/out/pi-zero-2w.img"
+  boards/test-image-errors.sh
+else
+  echo "==> VM image test SKIPPED (TENBIT_VM_TEST=1 runs it: boards/image.sh + boards/test-image.sh, see docs/boards.md)"
 fi
 printf '    (step took %d s)\n' $((SECONDS - t_step))
 echo
