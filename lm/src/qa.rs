@@ -389,11 +389,14 @@ pub fn run(
     })
 }
 
+/// Chat turns (role, text) to the tokens of their chat-template rendering.
+type Render<'a> = &'a dyn Fn(&[(String, String)]) -> Vec<TokenId>;
+
 /// Protocol 3 after the first answer (see [`Protocol::V3`]).
 #[allow(clippy::too_many_arguments)]
 fn run_v3(
     conv: &mut Conversation<'_>,
-    render: &dyn Fn(&[(String, String)]) -> Vec<TokenId>,
+    render: Render<'_>,
     text: &dyn Fn(&[TokenId]) -> String,
     stop: &[TokenId],
     prompt: &str,
