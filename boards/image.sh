@@ -12,6 +12,8 @@
 #   --work DIR         scratch space (default ~/.cache/tenbit/image/work; needs ~3 GiB)
 #   --allow-unbootable build a profile whose [image] says its kernel cannot boot the board
 #   --no-cache         redo the second stage even if an identical one is cached
+#   --reuse-stage2     finish from a second stage that completed in --work after image.sh
+#                      itself stopped (e.g. its timeout was killed); nothing is re-run
 #
 # How (details: docs/boards.md, "SD-card image"):
 #  1. the tenbit-edge .deb from boards/deploy.sh (aarch64 build via boards/cross.sh, model
@@ -41,7 +43,7 @@ die() { echo "boards/image.sh: error: $*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*" >&2; }
 boards_list() { (cd "$here" && ls ./*.toml | sed 's|^\./||; s|\.toml$||' | tr '\n' ' '); }
 
-board= out= model_arg= deb_arg= root_mb=2048 work= allow_unbootable= no_cache=
+board= out= model_arg= deb_arg= root_mb=2048 work= allow_unbootable= no_cache= reuse_stage2=
 while [ $# -gt 0 ]; do
   case "$1" in
     -o|--out) out=${2:?-o needs a file name}; shift 2 ;;
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --work) work=${2:?--work needs a directory}; shift 2 ;;
     --allow-unbootable) allow_unbootable=1; shift ;;
     --no-cache) no_cache=1; shift ;;
+    --reuse-stage2) reuse_stage2=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1 (see --help)" ;;
     *) [ -z "$board" ] || die "one board at a time (got $board and $1)"; board=$1; shift ;;
@@ -174,12 +177,13 @@ if [ ! -f "$extract/.tenbit-complete" ]; then
   log "stage 1: mmdebstrap --variant=extract ($suite arm64: $pkgs) -> $extract"
   rm -rf "$extract.tmp"
   # --skip=chroot/mount: never mount anything (host /dev, /proc, /sys stay untouched);
-  # --skip=check/qemu: the arm64 binaries are not run on the host at all.
+  # --skip=check/qemu: the arm64 binaries are not run on the host at all. The .debs are also
+  # archived in the cache (extract-hook), but not fed back in: stage 2 installs every .deb in
+  # the tree's archive, so stale ones from another package set must not be there.
   # shellcheck disable=SC2046
   mmdebstrap --mode=root --variant=extract --architectures=arm64 \
     --skip=check/qemu --skip=chroot/mount --skip=cleanup/apt/cache --skip=cleanup/apt/lists \
     --setup-hook=/usr/share/mmdebstrap/hooks/merged-usr/setup00.sh \
-    --setup-hook='mkdir -p "$1"/var/cache/apt/archives; for f in '"$cache"'/debs/*.deb; do [ -e "$f" ] && cp "$f" "$1"/var/cache/apt/archives/; done; true' \
     --extract-hook='cp -n "$1"/var/cache/apt/archives/*.deb '"$cache"'/debs/' \
     --include='?essential' --include='?priority(required)' --include="${pkgs// /,}" \
     "$suite" "$extract.tmp" \
@@ -198,6 +202,10 @@ key=$(cat "$profile" "$here/image/stage2.sh" "$here/image/stage2-init.c" "$0" | 
 key=$(printf '%s\n' "$key" "$ex_key" "$deb_sha" "$SOURCE_DATE_EPOCH" "$root_mb" | sha256sum | cut -c1-16)
 built=$cache/built-$board-$key
 if [ -n "$no_cache" ] || [ ! -f "$built/.tenbit-complete" ]; then
+  if [ -n "$reuse_stage2" ] && [ -f "$work/root.img" ] && grep -q '^TENBIT-STAGE2-OK' "$work/stage2.log" 2>/dev/null; then
+  log "stage 2: reusing the completed one in $work (--reuse-stage2)"
+  t0=0 t1=0
+  else
   rm -rf "$built" "$work/root" "$work/root.img" "$work/firm.img" "$work/initrd"
   log "staging the root file system ($(du -sm "$extract" | cut -f1) MiB) in $work"
   cp -a "$extract" "$work/root" || die "copying the root file system into $work failed: disk full? $(space_hint)"
@@ -287,7 +295,7 @@ PY
       || { cat "$work/mkfs.log" >&2; die "mkfs.vfat failed: disk full? $(space_hint)"; }
     drives+=(-drive "if=none,id=firm,format=raw,file=$work/firm.img" -device virtio-blk-pci,drive=firm,addr=0x5)
   fi
-  s2_timeout=${TENBIT_STAGE2_TIMEOUT:-3600}
+  s2_timeout=${TENBIT_STAGE2_TIMEOUT:-7200}
   log "stage 2: dpkg inside qemu-system-aarch64 (TCG, 2 vCPUs; up to ${s2_timeout} s; log $work/stage2.log)"
   t0=$(date +%s)
   rc=0
@@ -307,6 +315,7 @@ PY
     die "stage 2 failed in the guest (qemu exit $rc); log: $work/stage2.log"
   fi
   log "stage 2 done in $((t1 - t0)) s"
+  fi
 
   # Shrink the root file system to its contents + 25% (at least 256 MiB free).
   e2fsck -fy "$work/root.img" >/dev/null 2>&1 || true
