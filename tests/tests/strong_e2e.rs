@@ -142,6 +142,22 @@ because the air pressure is lower, which is why cooking takes longer in the moun
         final_answer,
         "edge replay differs"
     );
+    // `inspect` reads a compact frame's code byte without the model.
+    let info = run(&bin("tenbit"), &["inspect"], &out.stdout);
+    let shown = String::from_utf8_lossy(&info.stdout).into_owned();
+    assert!(info.status.success(), "inspect: {}", stderr(&info));
+    for want in [
+        "compact",
+        "Qa",
+        "revision  3",
+        "bits      1 (K)",
+        "check     15 bits",
+    ] {
+        assert!(
+            shown.contains(want),
+            "inspect output lacks {want:?}:\n{shown}"
+        );
+    }
 }
 
 #[test]
