@@ -569,6 +569,21 @@ fn bounds(xs: &[f64]) -> (f64, f64) {
     (lo / 2.0, hi * 2.0)
 }
 
+/// The end of every plot: the legend in the lower right, then the file written.
+fn legend_and_save<'a, 'p: 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'p>, CT>,
+    root: &DrawingArea<SVGBackend<'p>, plotters::coord::Shift>,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(|x| x.to_string())?;
+    root.present().map_err(|x| x.to_string())
+}
+
 /// The frame both plots share: a white canvas, the title naming the model pair, the same
 /// margins; `y_area` is the room the y labels need.
 fn titled<'a, 'p>(
@@ -651,15 +666,7 @@ fn plot_accuracy(r: &Report, path: &Path) -> Result<(), String> {
             }))
             .map_err(|x| e(&x))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
-    Ok(())
+    legend_and_save(&mut chart, &root)
 }
 
 /// Compression ratio (bits sent / strong answer raw bits, log) against strong-model compute
@@ -724,15 +731,7 @@ fn plot_ratio(r: &Report, path: &Path) -> Result<(), String> {
             }))
             .map_err(|x| e(&x))?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
-    Ok(())
+    legend_and_save(&mut chart, &root)
 }
 
 #[cfg(test)]

@@ -141,6 +141,56 @@ pub fn math_prompt(question: &str) -> String {
     )
 }
 
+/// One line of a JSON-lines data file, whose errors name the file and the line.
+struct JsonLine<'w> {
+    what: &'w str,
+    number: usize,
+    value: serde_json::Value,
+}
+
+impl JsonLine<'_> {
+    fn bad(&self, detail: &str) -> TaskError {
+        TaskError::Format {
+            what: format!("{} line {}", self.what, self.number),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The string field `key`, or an error naming it.
+    fn str(&self, key: &str) -> Result<String, TaskError> {
+        self.value
+            .get(key)
+            .and_then(|x| x.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| self.bad(&format!("no string field `{key}`")))
+    }
+}
+
+/// The non-blank lines of `text`, each parsed as one JSON value (line numbers count only
+/// non-blank lines, as every loader here always did).
+fn json_lines<'a>(
+    text: &'a str,
+    what: &'a str,
+) -> impl Iterator<Item = Result<JsonLine<'a>, TaskError>> + 'a {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(move |(i, l)| {
+            let mut line = JsonLine {
+                what,
+                number: i + 1,
+                value: serde_json::Value::Null,
+            };
+            match serde_json::from_str(l) {
+                Ok(v) => {
+                    line.value = v;
+                    Ok(line)
+                }
+                Err(e) => Err(line.bad(&e.to_string())),
+            }
+        })
+}
+
 /// Parse HumanEval's JSON lines (gzip-compressed) into tasks.
 pub fn parse_humaneval(gz: &[u8]) -> Result<Vec<Task>, TaskError> {
     let mut text = String::new();
@@ -151,18 +201,9 @@ pub fn parse_humaneval(gz: &[u8]) -> Result<Vec<Task>, TaskError> {
             detail: e.to_string(),
         })?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let bad = |d: &str| TaskError::Format {
-            what: format!("HumanEval line {}", i + 1),
-            detail: d.to_string(),
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(&format!("no string field `{k}`")))
-        };
+    for line in json_lines(&text, "HumanEval") {
+        let line = line?;
+        let field = |k: &str| line.str(k);
         let stub = field("prompt")?;
         out.push(Task {
             id: field("task_id")?,
@@ -194,18 +235,10 @@ pub fn humaneval() -> Result<Vec<Task>, TaskError> {
 /// Hand-written problems: JSON lines `{"id", "question", "answer"}`.
 pub fn parse_math_jsonl(text: &str, what: &str) -> Result<Vec<Task>, TaskError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let bad = |d: &str| TaskError::Format {
-            what: format!("{what} line {}", i + 1),
-            detail: d.to_string(),
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let s = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(&format!("no string field `{k}`")))
-        };
+    for line in json_lines(text, what) {
+        let line = line?;
+        let bad = |d: &str| line.bad(d);
+        let s = |k: &str| line.str(k);
         let answer = s("answer")?;
         if crate::eval::extract::last_number(&answer).is_none() {
             return Err(bad("answer is not a number"));
@@ -470,21 +503,13 @@ pub const GSM8K_TASKS: usize = 100;
 /// question) and `expected` (the final number as text).
 pub fn parse_gsm8k(text: &str) -> Result<Vec<Task>, TaskError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let bad = |d: String| TaskError::Format {
-            what: format!("gsm8k line {}", i + 1),
-            detail: d,
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(format!("no string field `{k}`")))
-        };
+    for line in json_lines(text, "gsm8k") {
+        let line = line?;
+        let bad = |d: &str| line.bad(d);
+        let field = |k: &str| line.str(k);
         let expected = field("expected")?;
         let want = super::extract::last_number(&expected)
-            .ok_or_else(|| bad(format!("`expected` {expected:?} is not a number")))?;
+            .ok_or_else(|| bad(&format!("`expected` {expected:?} is not a number")))?;
         out.push(Task {
             id: field("id")?,
             suite: Suite::Gsm8k,
@@ -666,18 +691,10 @@ pub fn choice_prompt(question: &str, options: &[String; 4]) -> String {
 pub fn parse_mmlu(text: &str, topics: &[&str]) -> Result<Vec<Task>, TaskError> {
     let mut out = Vec::new();
     let mut per_topic: std::collections::HashMap<String, usize> = Default::default();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let bad = |d: String| TaskError::Format {
-            what: format!("mmlu line {}", i + 1),
-            detail: d,
-        };
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(format!("no string field `{k}`")))
-        };
+    for line in json_lines(text, "mmlu") {
+        let line = line?;
+        let bad = |d: &str| line.bad(d);
+        let field = |k: &str| line.str(k);
         let (q, answer) = (field("question")?, field("correct_answer")?);
         if q == "question" && answer == "answer" {
             continue; // a stray header row
@@ -688,7 +705,7 @@ pub fn parse_mmlu(text: &str, topics: &[&str]) -> Result<Vec<Task>, TaskError> {
         }
         let letter = match answer.as_str() {
             "A" | "B" | "C" | "D" => answer.chars().next().unwrap_or('A'),
-            other => return Err(bad(format!("correct_answer {other:?} is not A-D"))),
+            other => return Err(bad(&format!("correct_answer {other:?} is not A-D"))),
         };
         let options = [
             field("answer_a")?,
