@@ -32,9 +32,9 @@ if [ "${TENBIT_TEST_LTO:-0}" != 1 ]; then
   export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 fi
 
-t_start=$SECONDS t_step=$SECONDS
+t_start=$SECONDS t_step=
 step() {
-  [ $t_step = $t_start ] || printf '    (step took %d s)\n' $((SECONDS - t_step))
+  [ -z "$t_step" ] || printf '    (step took %d s)\n' $((SECONDS - t_step))
   t_step=$SECONDS
   printf '\n==> %s\n' "$*"
 }
