@@ -276,16 +276,14 @@ pub fn choice_letter(reply: &str) -> Option<char> {
             return Some(c);
         }
     }
-    reply
-        .match_indices('(')
-        .filter_map(|(i, _)| {
-            let mut cs = reply[i + 1..].chars();
-            match (cs.next(), cs.next()) {
-                (Some(c), Some(')')) if is_choice(c) => Some(c),
-                _ => None,
-            }
-        })
-        .last()
+    // The last "(X)" in the reply: scan from the end.
+    reply.rmatch_indices('(').find_map(|(i, _)| {
+        let mut cs = reply[i + 1..].chars();
+        match (cs.next(), cs.next()) {
+            (Some(c), Some(')')) if is_choice(c) => Some(c),
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]
