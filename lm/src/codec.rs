@@ -525,6 +525,19 @@ impl<'m> LmCodec<'m> {
         let cal = Calibration::for_frame_version(version)
             .ok_or(CodecError::Corrupt("no such frame version"))?;
         let payload = self.encode_payload_with(cal, prompt, text, progress)?;
+        self.frame_of(version, mode, prompt, &payload)
+    }
+
+    /// The frame around a coded payload: the prompt's use decides the flags and the key of
+    /// the frame's check (a known prompt keys it, so a frame replayed with another prompt is
+    /// refused). The one-message and the batched encoders share it, so their frames stay identical.
+    pub(crate) fn frame_of(
+        &self,
+        version: u8,
+        mode: Mode,
+        prompt: PromptUse<'_>,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, CodecError> {
         let (flags, key) = match prompt {
             PromptUse::None => (Flags::default(), self.identity.clone()),
             PromptUse::Known(p) => (
@@ -536,7 +549,7 @@ impl<'m> LmCodec<'m> {
                 self.identity.clone(),
             ),
         };
-        frame(version, mode, flags, &key, &payload)
+        frame(version, mode, flags, &key, payload)
     }
 
     /// Decode any frame: the one entry point both binaries use. Lossless and rewrite frames go

@@ -188,6 +188,28 @@ impl Oracle for Bits<'_> {
     }
 }
 
+/// Question `index`'s bit from the oracle. Replay's [`Bits`] running out means the frame
+/// carries fewer bits than the run asks ([`QaError::MissingBit`]); any other failure keeps
+/// the oracle's own error ([`QaError::Oracle`]).
+fn ask(
+    oracle: &mut dyn Oracle,
+    index: usize,
+    prompt: &str,
+    draft: &str,
+    question: &str,
+) -> Result<bool, QaError> {
+    oracle
+        .answer(index, prompt, draft, question)
+        .map_err(|e| match e {
+            e if e.is::<BitsExhausted>() => QaError::MissingBit { index, bits: index },
+            source => QaError::Oracle {
+                index,
+                question: question.to_string(),
+                source,
+            },
+        })
+}
+
 /// Protocol 3: the request for the whole question list.
 fn list_request(k: usize) -> String {
     format!(
@@ -341,19 +363,7 @@ pub fn run(
             }
             tries += 1;
         };
-        let bit = match oracle.answer(i, prompt, &initial, &q) {
-            Ok(b) => b,
-            Err(e) if e.is::<BitsExhausted>() => {
-                return Err(QaError::MissingBit { index: i, bits: i })
-            }
-            Err(source) => {
-                return Err(QaError::Oracle {
-                    index: i,
-                    question: q,
-                    source,
-                })
-            }
-        };
+        let bit = ask(oracle, i, prompt, &initial, &q)?;
         if protocol == Protocol::V1 {
             msgs.push(("assistant".into(), q.clone()));
             msgs.push(("user".into(), if bit { "Yes." } else { "No." }.into()));
@@ -419,19 +429,7 @@ fn run_v3(
     let list = text(&conv.greedy(&render(&msgs), stop, MAX_LIST_TOKENS)?);
     let mut questions = Vec::with_capacity(k);
     for (i, q) in parse_question_list(&list, k).into_iter().enumerate() {
-        let bit = match oracle.answer(i, prompt, &initial, &q) {
-            Ok(b) => b,
-            Err(e) if e.is::<BitsExhausted>() => {
-                return Err(QaError::MissingBit { index: i, bits: i })
-            }
-            Err(source) => {
-                return Err(QaError::Oracle {
-                    index: i,
-                    question: q,
-                    source,
-                })
-            }
-        };
+        let bit = ask(oracle, i, prompt, &initial, &q)?;
         questions.push((q, bit));
     }
     let fin = vec![("user".to_string(), v3_final(prompt, &initial, &questions))];

@@ -172,7 +172,9 @@ impl LmCodec<'_> {
                         .enc
                         .finish()
                         .map_err(CodecError::from)
-                        .and_then(|payload| self.frame_for(mode, msgs[l.msg].0, &payload)),
+                        .and_then(|payload| {
+                            self.frame_of(FRAME_VERSION, mode, msgs[l.msg].0, &payload)
+                        }),
                 });
             }
             if live.is_empty() {
@@ -230,28 +232,5 @@ impl LmCodec<'_> {
             .into_iter()
             .map(|r| r.expect("every message finished"))
             .collect())
-    }
-
-    /// The frame of a current-version payload, flags and checksum key as
-    /// [`encode_message`](Self::encode_message) sets them (the byte-identity tests hold the
-    /// two to each other).
-    fn frame_for(
-        &self,
-        mode: Mode,
-        prompt: PromptUse<'_>,
-        payload: &[u8],
-    ) -> Result<Vec<u8>, CodecError> {
-        let (flags, key) = match prompt {
-            PromptUse::None => (Flags::default(), self.identity.clone()),
-            PromptUse::Known(p) => (
-                Flags::default().with(Flags::PROMPT_KNOWN),
-                self.identity_for_prompt(p),
-            ),
-            PromptUse::Sent(_) => (
-                Flags::default().with(Flags::HAS_PROMPT),
-                self.identity.clone(),
-            ),
-        };
-        frame(FRAME_VERSION, mode, flags, &key, payload)
     }
 }
