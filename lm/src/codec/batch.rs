@@ -12,11 +12,11 @@
 
 use tenbit_engine::{Batch, SeqId};
 use tenbit_wire::coder::{encode_symbol, RangeEncoder};
-use tenbit_wire::frame::{Flags, Mode, FRAME_VERSION};
+use tenbit_wire::frame::{Mode, FRAME_VERSION};
 use tenbit_wire::freq::{Calibration, Cdf, CdfTable};
 use tenbit_wire::TokenId;
 
-use super::{frame, CodecError, LmCodec, PromptUse};
+use super::{CodecError, LmCodec, PromptUse};
 use crate::tokenizer::Tokenizer;
 
 /// One message's coding run, flat: `stream[p]` is the p-th token fed, and `code[p]` the symbol
