@@ -84,7 +84,9 @@ step "cross-architecture determinism on the real model (tests/tests/cross_arch.r
 export TENBIT_HOST_BIN=$CARGO_TARGET_DIR/release/tenbit
 export TENBIT_EDGE_AARCH64=$edge
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=$runner
-timed cargo test --release -p tenbit-tests --test cross_arch -- --ignored --nocapture --test-threads 1
+# Two at a time: each test is a chain of single-process qemu-user runs, so two use both cores
+# of a CI machine (this was ~570 s one at a time, a quarter of the suite).
+timed cargo test --release -p tenbit-tests --test cross_arch -- --ignored --nocapture --test-threads 2
 
 echo
 echo "cross tests passed"

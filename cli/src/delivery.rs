@@ -216,7 +216,13 @@ impl Output {
                 durable::write_message(d, e, self.ext, bytes).map_err(LinkError::from)?;
             }
             (Some(d), None) => {
-                let n = format!("msg-{:05}.{}", self.written, self.ext);
+                // Without --state the numbering restarts with each run; skip names an earlier
+                // run left so a restarted listener never replaces a delivered message.
+                let mut n = format!("msg-{:05}.{}", self.written, self.ext);
+                while d.join(&n).exists() {
+                    self.written += 1;
+                    n = format!("msg-{:05}.{}", self.written, self.ext);
+                }
                 durable::write_atomic(d, &n, bytes)
                     .with_context(|| format!("cannot write {}", d.join(&n).display()))?;
             }
@@ -353,4 +359,40 @@ pub fn listen(
     let st = rx.stats();
     tracing::info!(ok, failed, dups, auth_failures = st.auth_failures, "done");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Output;
+
+    /// A listener restarted without --state numbers from 1 again; the files of the earlier run
+    /// must survive and the new messages land after them.
+    #[test]
+    fn restarted_output_never_replaces_earlier_messages() {
+        let dir = std::env::temp_dir().join(format!("tenbit-out-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for run in [["a", "b"], ["c", "d"]] {
+            let mut out = Output {
+                dir: Some(dir.clone()),
+                written: 0,
+                ext: "txt",
+            };
+            for m in run {
+                out.write(None, m.as_bytes()).unwrap();
+            }
+        }
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap();
+        assert_eq!(
+            [
+                "msg-00001.txt",
+                "msg-00002.txt",
+                "msg-00003.txt",
+                "msg-00004.txt"
+            ]
+            .map(read),
+            ["a", "b", "c", "d"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
