@@ -84,9 +84,9 @@ step "cross-architecture determinism on the real model (tests/tests/cross_arch.r
 export TENBIT_HOST_BIN=$CARGO_TARGET_DIR/release/tenbit
 export TENBIT_EDGE_AARCH64=$edge
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=$runner
-# Two at a time: each test is a chain of single-process qemu-user runs, so two use both cores
-# of a CI machine (this was ~570 s one at a time, a quarter of the suite).
-timed cargo test --release -p tenbit-tests --test cross_arch -- --ignored --nocapture --test-threads 2
+# One at a time: the decoders under qemu-user already use both cores (measured 2026-12-02: two
+# at a time took 670 s against 573 s one at a time).
+timed cargo test --release -p tenbit-tests --test cross_arch -- --ignored --nocapture --test-threads 1
 
 echo
 echo "cross tests passed"
