@@ -218,11 +218,13 @@ impl Output {
             (Some(d), None) => {
                 // Without --state the numbering restarts with each run; skip names an earlier
                 // run left so a restarted listener never replaces a delivered message.
-                let mut n = format!("msg-{:05}.{}", self.written, self.ext);
-                while d.join(&n).exists() {
+                let n = loop {
+                    let n = format!("msg-{:05}.{}", self.written, self.ext);
+                    if !d.join(&n).exists() {
+                        break n;
+                    }
                     self.written += 1;
-                    n = format!("msg-{:05}.{}", self.written, self.ext);
-                }
+                };
                 durable::write_atomic(d, &n, bytes)
                     .with_context(|| format!("cannot write {}", d.join(&n).display()))?;
             }
